@@ -1,0 +1,32 @@
+# The two set-up commands: `make demo` runs the main job on the default data, `make test` runs
+# every test. The data folder comes from RANKDISTILL_DATA (see scripts/data-dir.sh).
+
+CARGO ?= cargo
+BIN := target/debug/rankdistill
+DEMO_STORE ?= demo-store
+
+.PHONY: build demo test bench clean-demo
+
+build:
+	$(CARGO) build --bin rankdistill
+
+demo: build
+	@data=$$(scripts/data-dir.sh) && \
+	set -e && \
+	echo "== importing SciFact and TREC DL 2019 from $$data" && \
+	$(BIN) --store $(DEMO_STORE)/scifact import beir "$$data/scifact" && \
+	$(BIN) --store $(DEMO_STORE)/trec-dl-2019 import msmarco "$$data/trec-dl-2019" --split test --unknown keep && \
+	for name in scifact trec-dl-2019; do \
+	  echo "== $$name"; \
+	  $(BIN) --store $(DEMO_STORE)/$$name store info; \
+	  $(BIN) --store $(DEMO_STORE)/$$name store summary; \
+	done
+
+test:
+	$(CARGO) test --workspace --no-fail-fast
+
+bench: build
+	scripts/bench-import.sh
+
+clean-demo:
+	rm -rf $(DEMO_STORE)

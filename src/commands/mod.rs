@@ -1,0 +1,15 @@
+//! One module per command group.
+
+pub mod import;
+pub mod store;
+
+use anyhow::{Context, Result};
+use rankdistill_store::{S3Settings, Store};
+
+use crate::cli::Cli;
+
+/// Opens the store named by `--store`, with S3 settings from the environment.
+pub fn open_store(cli: &Cli) -> Result<Store> {
+    let s3 = S3Settings::from_env().with_allow_http(cli.allow_http);
+    Store::open(&cli.store, s3).with_context(|| format!("cannot open store {}", cli.store))
+}

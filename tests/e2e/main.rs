@@ -1,0 +1,10 @@
+//! End-to-end tests: they run the `rankdistill` binary on real data, on Lance stores in temporary
+//! folders and on an S3 emulator (moto) started on 127.0.0.1.
+
+mod support;
+
+mod bad_input;
+mod import_counts;
+mod interrupted_import;
+mod s3;
+mod versions;
