@@ -7,10 +7,19 @@ use rankdistill_ingest::UnknownIds;
 use rankdistill_store::Table;
 
 #[derive(Debug, Parser)]
-#[command(name = "rankdistill", version, about = "Train cross-encoder rerankers by contrastive learning or by distillation from stored teacher scores")]
+#[command(
+    name = "rankdistill",
+    version,
+    about = "Train cross-encoder rerankers by contrastive learning or by distillation from stored teacher scores"
+)]
 pub struct Cli {
     /// Store root: a local folder or s3://bucket/prefix.
-    #[arg(long, global = true, env = "RANKDISTILL_STORE", default_value = "rankdistill-store")]
+    #[arg(
+        long,
+        global = true,
+        env = "RANKDISTILL_STORE",
+        default_value = "rankdistill-store"
+    )]
     pub store: String,
 
     /// Allow a plain http:// S3 endpoint (AWS_ENDPOINT_URL), such as a local emulator.
@@ -45,7 +54,7 @@ pub struct ImportFlags {
     #[arg(long)]
     pub append: bool,
 
-    /// What to do with qrels or run rows whose query or passage id is not in the store.
+    /// Policy for qrels or run rows whose query or passage id is not in the store: error, drop or keep.
     #[arg(long, default_value = "error", value_parser = parse_unknown)]
     pub unknown: UnknownIds,
 }

@@ -16,7 +16,10 @@ impl RowSpinner {
     /// Starts a spinner labelled `label` that follows `rows`; hidden when `quiet`.
     pub fn start(label: &str, rows: Arc<AtomicU64>, quiet: bool) -> Self {
         if quiet {
-            return Self { bar: ProgressBar::hidden(), task: None };
+            return Self {
+                bar: ProgressBar::hidden(),
+                task: None,
+            };
         }
         let bar = ProgressBar::new_spinner();
         let style = ProgressStyle::with_template("{spinner} {msg}: {pos} rows ({per_sec}, {elapsed})")
@@ -31,7 +34,10 @@ impl RowSpinner {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        Self { bar, task: Some(task) }
+        Self {
+            bar,
+            task: Some(task),
+        }
     }
 }
 

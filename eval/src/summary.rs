@@ -128,7 +128,11 @@ async fn summarize_candidates(
     let columns = ["query_id", "doc_id", "score", "source"];
     for_each_batch(store, Table::Candidates, &columns, |batch| {
         let (query_ids, doc_ids, source_names) = (strings(batch, 0), strings(batch, 1), strings(batch, 3));
-        let scores = batch.column(2).as_any().downcast_ref::<Float64Array>().expect("score is Float64");
+        let scores = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("score is Float64");
         for row in 0..batch.num_rows() {
             let (source, depths) = sources.entry(source_names.value(row).to_string()).or_default();
             source.candidates += 1;
@@ -175,11 +179,19 @@ async fn for_each_batch(
 }
 
 fn strings(batch: &RecordBatch, index: usize) -> &StringArray {
-    batch.column(index).as_any().downcast_ref().expect("column is Utf8 in the table schema")
+    batch
+        .column(index)
+        .as_any()
+        .downcast_ref()
+        .expect("column is Utf8 in the table schema")
 }
 
 fn int32s(batch: &RecordBatch, index: usize) -> &Int32Array {
-    batch.column(index).as_any().downcast_ref().expect("column is Int32 in the table schema")
+    batch
+        .column(index)
+        .as_any()
+        .downcast_ref()
+        .expect("column is Int32 in the table schema")
 }
 
 fn mean(total: u64, count: u64) -> f64 {
@@ -192,7 +204,11 @@ fn mean(total: u64, count: u64) -> f64 {
 
 impl fmt::Display for CollectionSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "passages: {} (mean {:.1} words)", self.passages, self.mean_passage_words)?;
+        writeln!(
+            f,
+            "passages: {} (mean {:.1} words)",
+            self.passages, self.mean_passage_words
+        )?;
         writeln!(f, "queries:  {}", self.queries)?;
         for split in &self.splits {
             let grades: Vec<String> = split.grades.iter().map(|(g, n)| format!("{g}:{n}")).collect();

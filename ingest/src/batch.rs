@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    Float32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
-};
+use arrow_array::builder::{Float32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, SchemaRef};
 use rankdistill_store::deps::datafusion::error::DataFusionError;
@@ -17,8 +15,8 @@ use tokio::sync::mpsc;
 /// Rows per record batch sent to a writer.
 pub const BATCH_ROWS: usize = 8192;
 
-/// Batches in flight per table between the parser and its writer; with [`BATCH_ROWS`] this bounds
-/// the memory an import holds.
+/// Batches in flight per table between the parser and its writer. With [`BATCH_ROWS`], this bounds
+/// the rows an import keeps in memory.
 const CHANNEL_BATCHES: usize = 4;
 
 /// One cell of a row, in the table's column order.
@@ -74,7 +72,12 @@ impl BatchBuilder {
 
     /// Appends one row; panics when the values do not match the schema, which is a bug in the caller.
     pub fn push(&mut self, row: &[Value]) {
-        assert_eq!(row.len(), self.columns.len(), "row width for table {}", self.table);
+        assert_eq!(
+            row.len(),
+            self.columns.len(),
+            "row width for table {}",
+            self.table
+        );
         for (column, value) in self.columns.iter_mut().zip(row) {
             match (column, *value) {
                 (Column::Str(b), Value::Str(v)) => b.append_value(v),
@@ -118,7 +121,6 @@ impl BatchBuilder {
     pub fn table(&self) -> Table {
         self.table
     }
-
 }
 
 type BatchResult = Result<RecordBatch, DataFusionError>;
@@ -168,7 +170,9 @@ impl TableSink {
     /// Aborts the writer: it receives an error in place of the end of its stream.
     pub fn abort(self, reason: &str) {
         let error = ArrowError::ExternalError(reason.to_string().into());
-        let _ = self.sender.blocking_send(Err(DataFusionError::ArrowError(Box::new(error), None)));
+        let _ = self
+            .sender
+            .blocking_send(Err(DataFusionError::ArrowError(Box::new(error), None)));
     }
 
     /// Returns the rows pushed so far.

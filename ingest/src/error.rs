@@ -13,11 +13,7 @@ pub enum IngestError {
     },
 
     #[error("{file}:{line}: invalid UTF-8 at byte {byte} of the line")]
-    InvalidUtf8 {
-        file: String,
-        line: usize,
-        byte: usize,
-    },
+    InvalidUtf8 { file: String, line: usize, byte: usize },
 
     #[error("{file}: reading failed after line {line}: {message}")]
     Read {

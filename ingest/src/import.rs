@@ -19,11 +19,11 @@ use crate::sinks::Sinks;
 pub struct ImportOptions {
     /// Add rows instead of replacing the table or the import's partition (split, source, teacher).
     pub append: bool,
-    /// What to do with qrels and run rows that name unknown query or passage ids.
+    /// Policy for qrels and run rows that name unknown query or passage ids.
     pub unknown: UnknownIds,
 }
 
-/// What one import wrote.
+/// The tables one import wrote, and notes for the user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportSummary {
     /// Table, rows written and the table's new version, in commit order.
@@ -50,7 +50,11 @@ pub struct Importer {
 impl Importer {
     pub fn new(store: Store, options: ImportOptions) -> Self {
         let rows_read = Arc::new(AtomicU64::new(0));
-        Self { store, options, rows_read }
+        Self {
+            store,
+            options,
+            rows_read,
+        }
     }
 
     /// Returns a counter of the rows parsed so far, for progress display.
@@ -62,8 +66,12 @@ impl Importer {
     /// `qrels/<split>.tsv[.gz]`, the split named after the file.
     pub async fn beir(&self, folder: &InputPath) -> Result<ImportSummary> {
         let s3 = self.store.s3_settings();
-        let corpus = self.required(folder, &["corpus.jsonl", "corpus.jsonl.gz"]).await?;
-        let queries = self.required(folder, &["queries.jsonl", "queries.jsonl.gz"]).await?;
+        let corpus = self
+            .required(folder, &["corpus.jsonl", "corpus.jsonl.gz"])
+            .await?;
+        let queries = self
+            .required(folder, &["queries.jsonl", "queries.jsonl.gz"])
+            .await?;
         let qrels_files = folder.join("qrels").list_files(s3).await.unwrap_or_default();
         let qrels: Vec<(String, InputPath)> = qrels_files
             .into_iter()
@@ -105,9 +113,16 @@ impl Importer {
     /// source named after its file.
     pub async fn msmarco(&self, folder: &InputPath, split: &str) -> Result<ImportSummary> {
         let s3 = self.store.s3_settings();
-        let collection = self.required(folder, &["collection.tsv", "collection.tsv.gz"]).await?;
+        let collection = self
+            .required(folder, &["collection.tsv", "collection.tsv.gz"])
+            .await?;
         let queries = self.required(folder, &["queries.tsv", "queries.tsv.gz"]).await?;
-        let qrels = self.optional(folder, &["qrels.txt", "qrels.tsv", "qrels.txt.gz", "qrels.tsv.gz"]).await?;
+        let qrels = self
+            .optional(
+                folder,
+                &["qrels.txt", "qrels.tsv", "qrels.txt.gz", "qrels.tsv.gz"],
+            )
+            .await?;
         let runs: Vec<(String, InputPath)> = folder
             .join("runs")
             .list_files(s3)
@@ -134,7 +149,11 @@ impl Importer {
         let targets = vec![
             self.whole_table(Table::Passages),
             self.whole_table(Table::Queries),
-            self.partition(Table::Qrels, if qrels.is_some() { split_list } else { Vec::new() }, true),
+            self.partition(
+                Table::Qrels,
+                if qrels.is_some() { split_list } else { Vec::new() },
+                true,
+            ),
             self.partition(Table::Candidates, sources, true),
         ];
         self.execute(targets, format!("import msmarco {folder}"), move |sinks| {
@@ -147,7 +166,13 @@ impl Importer {
             }
             for (source, file) in &runs {
                 let mut check = ReferenceCheck::new(file.display(), unknown, &query_ids, &passage_ids);
-                trec::read_run(&mut file.lines()?, source, sinks, &mut check, &mut PairSet::default())?;
+                trec::read_run(
+                    &mut file.lines()?,
+                    source,
+                    sinks,
+                    &mut check,
+                    &mut PairSet::default(),
+                )?;
                 note_unknown(sinks, check)?;
             }
             Ok(())
@@ -201,11 +226,15 @@ impl Importer {
         let (unknown, split) = (self.options.unknown, split.to_string());
 
         let targets = vec![self.partition(Table::Qrels, splits, false)];
-        self.execute(targets, format!("import qrels {file} --split {split}"), move |sinks| {
-            let mut check = ReferenceCheck::new(input.display(), unknown, &query_ids, &passage_ids);
-            trec::read_qrels(&mut input.lines()?, &split, sinks, &mut check, &mut pairs)?;
-            note_unknown(sinks, check)
-        })
+        self.execute(
+            targets,
+            format!("import qrels {file} --split {split}"),
+            move |sinks| {
+                let mut check = ReferenceCheck::new(input.display(), unknown, &query_ids, &passage_ids);
+                trec::read_qrels(&mut input.lines()?, &split, sinks, &mut check, &mut pairs)?;
+                note_unknown(sinks, check)
+            },
+        )
         .await
     }
 
@@ -214,15 +243,21 @@ impl Importer {
         let input = file.fetch(self.store.s3_settings()).await?;
         let (query_ids, passage_ids) = self.stored_text_ids().await?;
         let sources = vec![source.to_string()];
-        let mut pairs = self.pairs_for_append(Table::Candidates, "source", &sources).await?;
+        let mut pairs = self
+            .pairs_for_append(Table::Candidates, "source", &sources)
+            .await?;
         let (unknown, source) = (self.options.unknown, source.to_string());
 
         let targets = vec![self.partition(Table::Candidates, sources, false)];
-        self.execute(targets, format!("import run {file} --source {source}"), move |sinks| {
-            let mut check = ReferenceCheck::new(input.display(), unknown, &query_ids, &passage_ids);
-            trec::read_run(&mut input.lines()?, &source, sinks, &mut check, &mut pairs)?;
-            note_unknown(sinks, check)
-        })
+        self.execute(
+            targets,
+            format!("import run {file} --source {source}"),
+            move |sinks| {
+                let mut check = ReferenceCheck::new(input.display(), unknown, &query_ids, &passage_ids);
+                trec::read_run(&mut input.lines()?, &source, sinks, &mut check, &mut pairs)?;
+                note_unknown(sinks, check)
+            },
+        )
         .await
     }
 
@@ -234,36 +269,56 @@ impl Importer {
         let (source, split) = (source.to_string(), split.to_string());
 
         let targets = self.group_targets(&source, &split, None);
-        self.execute(targets, format!("import triples {file} --source {source}"), move |sinks| {
-            let mut writer = groups::GroupWriter::new(&source, &split, None, &mut query_ids, &mut passage_ids);
-            msmarco::read_triples(&mut input.lines()?, sinks, &mut writer)?;
-            note_repeated(sinks, writer.repeated_pairs());
-            Ok(())
-        })
+        self.execute(
+            targets,
+            format!("import triples {file} --source {source}"),
+            move |sinks| {
+                let mut writer =
+                    groups::GroupWriter::new(&source, &split, None, &mut query_ids, &mut passage_ids);
+                msmarco::read_triples(&mut input.lines()?, sinks, &mut writer)?;
+                note_repeated(sinks, writer.repeated_pairs());
+                Ok(())
+            },
+        )
         .await
     }
 
     /// Imports Tevatron or FlagEmbedding JSONL groups. Scores given with the passages are stored
     /// as the scores of teacher `teacher`, with a `teachers` row that records the file.
-    pub async fn groups(&self, file: &InputPath, source: &str, split: &str, teacher: &str) -> Result<ImportSummary> {
+    pub async fn groups(
+        &self,
+        file: &InputPath,
+        source: &str,
+        split: &str,
+        teacher: &str,
+    ) -> Result<ImportSummary> {
         let input = file.fetch(self.store.s3_settings()).await?;
         let (mut query_ids, mut passage_ids) = self.stored_text_ids().await?;
         let (source, split, teacher) = (source.to_string(), split.to_string(), teacher.to_string());
         let model = format!("imported from {file}");
 
         let targets = self.group_targets(&source, &split, Some(&teacher));
-        self.execute(targets, format!("import groups {file} --source {source}"), move |sinks| {
-            let mut writer =
-                groups::GroupWriter::new(&source, &split, Some(&teacher), &mut query_ids, &mut passage_ids);
-            groups::read_groups(&mut input.lines()?, sinks, &mut writer)?;
-            note_repeated(sinks, writer.repeated_pairs());
+        self.execute(
+            targets,
+            format!("import groups {file} --source {source}"),
+            move |sinks| {
+                let mut writer = groups::GroupWriter::new(
+                    &source,
+                    &split,
+                    Some(&teacher),
+                    &mut query_ids,
+                    &mut passage_ids,
+                );
+                groups::read_groups(&mut input.lines()?, sinks, &mut writer)?;
+                note_repeated(sinks, writer.repeated_pairs());
 
-            let scored = sinks.rows(Table::TeacherScores);
-            if scored > 0 {
-                push_teacher_row(sinks, &teacher, &model, scored)?;
-            }
-            Ok(())
-        })
+                let scored = sinks.rows(Table::TeacherScores);
+                if scored > 0 {
+                    push_teacher_row(sinks, &teacher, &model, scored)?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -281,27 +336,50 @@ impl Importer {
         targets
     }
 
-    /// A table that the import replaces, or appends to with `--append`.
+    /// Builds the target of a table that the import replaces, or appends to with `--append`.
     fn whole_table(&self, table: Table) -> Target {
-        let mode = if self.options.append { WriteMode::Append } else { WriteMode::Overwrite };
-        Target { table, mode, skip_if_empty: false }
+        let mode = if self.options.append {
+            WriteMode::Append
+        } else {
+            WriteMode::Overwrite
+        };
+        Target {
+            table,
+            mode,
+            skip_if_empty: false,
+        }
     }
 
-    /// A table whose rows of the given partitions the import replaces, or appends to with `--append`.
+    /// Builds the target of a table whose rows in the given partitions the import replaces, or
+    /// appends to with `--append`.
     fn partition(&self, table: Table, values: Vec<String>, skip_if_empty: bool) -> Target {
-        let mode = if self.options.append { WriteMode::Append } else { WriteMode::ReplacePartition(values) };
-        Target { table, mode, skip_if_empty }
+        let mode = if self.options.append {
+            WriteMode::Append
+        } else {
+            WriteMode::ReplacePartition(values)
+        };
+        Target {
+            table,
+            mode,
+            skip_if_empty,
+        }
     }
 
-    /// A table that receives only rows whose ids it does not hold yet.
+    /// Builds the target of a table that receives only rows whose ids it does not contain yet.
     fn added_rows(&self, table: Table) -> Target {
-        Target { table, mode: WriteMode::Append, skip_if_empty: true }
+        Target {
+            table,
+            mode: WriteMode::Append,
+            skip_if_empty: true,
+        }
     }
 
     async fn required(&self, folder: &InputPath, names: &[&str]) -> Result<InputPath> {
-        self.optional(folder, names).await?.ok_or_else(|| IngestError::NotFound {
-            file: format!("{} (expected {})", folder.join(names[0]), names.join(" or ")),
-        })
+        self.optional(folder, names)
+            .await?
+            .ok_or_else(|| IngestError::NotFound {
+                file: format!("{} (expected {})", folder.join(names[0]), names.join(" or ")),
+            })
     }
 
     async fn optional(&self, folder: &InputPath, names: &[&str]) -> Result<Option<InputPath>> {
@@ -340,7 +418,10 @@ impl Importer {
         if !self.options.append || values.is_empty() {
             return Ok(PairSet::default());
         }
-        let quoted: Vec<String> = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
+        let quoted: Vec<String> = values
+            .iter()
+            .map(|v| format!("'{}'", v.replace('\'', "''")))
+            .collect();
         let filter = format!("{column} IN ({})", quoted.join(", "));
         PairSet::load(&self.store, table, &filter).await
     }
@@ -368,14 +449,17 @@ impl Importer {
             }
         });
         let (parsed, staged) = tokio::join!(parser, futures::future::join_all(staging));
-        let parsed = parsed.map_err(|e| IngestError::InvalidArgument(format!("the parser thread failed: {e}")))?;
+        let parsed =
+            parsed.map_err(|e| IngestError::InvalidArgument(format!("the parser thread failed: {e}")))?;
         let staged = collect_staged(parsed.as_ref().err(), staged)?;
         let notes = parsed?;
 
         let staged: Vec<StagedWrite> = staged
             .into_iter()
             .zip(&targets)
-            .filter(|(write, target)| write.rows() > 0 || !(target.skip_if_empty || target.mode == WriteMode::Append))
+            .filter(|(write, target)| {
+                write.rows() > 0 || !(target.skip_if_empty || target.mode == WriteMode::Append)
+            })
             .map(|(write, _)| write)
             .collect();
         let tables: Vec<(Table, u64)> = staged.iter().map(|w| (w.table(), w.rows())).collect();
@@ -384,7 +468,11 @@ impl Importer {
         for note in &notes {
             warn!("{note}");
         }
-        let tables = tables.into_iter().zip(versions).map(|((t, rows), v)| (t, rows, v)).collect();
+        let tables = tables
+            .into_iter()
+            .zip(versions)
+            .map(|((t, rows), v)| (t, rows, v))
+            .collect();
         Ok(ImportSummary { tables, notes })
     }
 }
@@ -441,7 +529,9 @@ fn note_unknown(sinks: &mut Sinks, check: ReferenceCheck) -> Result<()> {
 
 fn note_repeated(sinks: &mut Sinks, repeated: u64) {
     if repeated > 0 {
-        sinks.note(format!("skipped {repeated} (query, passage) pairs that an earlier group already had"));
+        sinks.note(format!(
+            "skipped {repeated} (query, passage) pairs that an earlier group already had"
+        ));
     }
 }
 

@@ -294,8 +294,10 @@ impl LineReader {
 
     fn read_error(&self, error: std::io::Error) -> IngestError {
         let message = if self.is_gzip
-            && matches!(error.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidInput | ErrorKind::InvalidData)
-        {
+            && matches!(
+                error.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::InvalidInput | ErrorKind::InvalidData
+            ) {
             format!("the gzip stream is truncated or corrupt ({error}); download the file again")
         } else {
             error.to_string()
@@ -340,7 +342,12 @@ mod tests {
             }
             assert_eq!(
                 seen,
-                vec![(1, "one".into()), (2, "two".into()), (3, "".into()), (4, "three".into())]
+                vec![
+                    (1, "one".into()),
+                    (2, "two".into()),
+                    (3, "".into()),
+                    (4, "three".into())
+                ]
             );
         }
     }
@@ -354,7 +361,10 @@ mod tests {
         let mut lines = input.lines().unwrap();
         lines.next_line().unwrap();
         let error = lines.next_line().unwrap_err().to_string();
-        assert!(error.ends_with("bad.tsv:2: invalid UTF-8 at byte 3 of the line"), "{error}");
+        assert!(
+            error.ends_with("bad.tsv:2: invalid UTF-8 at byte 3 of the line"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -384,7 +394,10 @@ mod tests {
     #[test]
     fn stems_and_joins() {
         let path = InputPath::parse("s3://bucket/runs/").unwrap();
-        assert_eq!(path.join("bm25.trec.gz").to_string(), "s3://bucket/runs/bm25.trec.gz");
+        assert_eq!(
+            path.join("bm25.trec.gz").to_string(),
+            "s3://bucket/runs/bm25.trec.gz"
+        );
         assert_eq!(path.join("bm25.trec.gz").stem(), "bm25");
         assert_eq!(InputPath::parse("a/b/qrels.txt").unwrap().stem(), "qrels");
     }

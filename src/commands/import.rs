@@ -22,7 +22,12 @@ pub async fn run(store: Store, command: ImportCommand, quiet: bool) -> Result<()
             importer.run(&path, &source).await
         }
         ImportCommand::Triples { source, split, .. } => importer.triples(&path, source, split).await,
-        ImportCommand::Groups { source, split, teacher, .. } => {
+        ImportCommand::Groups {
+            source,
+            split,
+            teacher,
+            ..
+        } => {
             let source = source.clone().unwrap_or_else(|| path.stem());
             let teacher = teacher.clone().unwrap_or_else(|| source.clone());
             importer.groups(&path, &source, split, &teacher).await
@@ -37,7 +42,9 @@ pub async fn run(store: Store, command: ImportCommand, quiet: bool) -> Result<()
 
 fn input_of(command: &ImportCommand) -> (&str, &ImportFlags) {
     match command {
-        ImportCommand::Beir { folder, flags } | ImportCommand::Msmarco { folder, flags, .. } => (folder, flags),
+        ImportCommand::Beir { folder, flags } | ImportCommand::Msmarco { folder, flags, .. } => {
+            (folder, flags)
+        }
         ImportCommand::Passages { file, flags }
         | ImportCommand::Queries { file, flags }
         | ImportCommand::Qrels { file, flags, .. }

@@ -19,9 +19,12 @@ pub async fn run(store: Store, command: StoreCommand) -> Result<()> {
             print_versions(&versions, format);
             Ok(())
         }
-        StoreCommand::Export { table, as_of, filter, out } => {
-            export(&store, table, as_of, filter.as_deref(), out).await
-        }
+        StoreCommand::Export {
+            table,
+            as_of,
+            filter,
+            out,
+        } => export(&store, table, as_of, filter.as_deref(), out).await,
         StoreCommand::Summary { format } => {
             let summary = summarize(&store).await?;
             print_summary(&summary, format);
@@ -35,14 +38,20 @@ async fn info(store: &Store, format: OutputFormat) -> Result<()> {
     match format {
         OutputFormat::Json => {
             let tables: Vec<_> = infos.iter().map(table_json).collect();
-            println!("{}", json!({ "store": store.location().to_string(), "tables": tables }));
+            println!(
+                "{}",
+                json!({ "store": store.location().to_string(), "tables": tables })
+            );
         }
         OutputFormat::Table => {
             println!("store {}", store.location());
             if infos.is_empty() {
                 println!("(no tables yet: import data with `rankdistill import`)");
             }
-            println!("{:<15} {:>10} {:>10} {:>8} {:>10}", "table", "rows", "size", "version", "fragments");
+            println!(
+                "{:<15} {:>10} {:>10} {:>8} {:>10}",
+                "table", "rows", "size", "version", "fragments"
+            );
             for info in &infos {
                 let size = ByteSize(info.bytes).to_string();
                 println!(
@@ -87,10 +96,16 @@ fn print_versions(versions: &[VersionInfo], format: OutputFormat) {
             println!("{}", serde_json::Value::Array(rows));
         }
         OutputFormat::Table => {
-            println!("{:>8}  {:<32} {:>10}  {:<10} message", "version", "timestamp", "rows", "operation");
+            println!(
+                "{:>8}  {:<32} {:>10}  {:<10} message",
+                "version", "timestamp", "rows", "operation"
+            );
             for v in versions {
                 let message = v.message.as_deref().unwrap_or("");
-                println!("{:>8}  {:<32} {:>10}  {:<10} {message}", v.version, v.timestamp, v.rows, v.operation);
+                println!(
+                    "{:>8}  {:<32} {:>10}  {:<10} {message}",
+                    v.version, v.timestamp, v.rows, v.operation
+                );
             }
         }
     }
@@ -104,13 +119,19 @@ async fn export(
     out: Option<std::path::PathBuf>,
 ) -> Result<()> {
     let sink: Box<dyn Write> = match &out {
-        Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
+        Some(path) => {
+            Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut writer = LineDelimitedWriter::new(BufWriter::new(sink));
 
     let mut batches = store.scan(table, as_of, None, filter).await?;
-    while let Some(batch) = batches.try_next().await.with_context(|| format!("reading table {table} failed"))? {
+    while let Some(batch) = batches
+        .try_next()
+        .await
+        .with_context(|| format!("reading table {table} failed"))?
+    {
         writer.write(&batch)?;
     }
     writer.finish()?;

@@ -2,9 +2,9 @@
 //!
 //! A store root is a local folder or an `s3://bucket/prefix` URI. Each table in [`Table`] lives in
 //! `<root>/<table>.lance` and has one fixed Arrow schema, defined in [`schema`] and checked every
-//! time the table is opened. Every write goes through [`Store::stage`] and [`Store::commit`]: the
-//! data files are written first and become visible in one Lance commit, so a reader never sees a
-//! partial write and a writer killed before its commit leaves the previous version in place.
+//! time the table is opened. Every write goes through [`Store::stage`] and [`Store::commit`]. The
+//! data files are written first and become visible in one Lance commit. A reader never sees a
+//! partial write, and a writer killed before its commit leaves the previous version in place.
 
 mod error;
 mod location;

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use crate::error::{Result, StoreError};
 
-/// Where a store lives: a local folder or a prefix in an S3 bucket.
+/// The location of a store: a local folder or a prefix in an S3 bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Local(PathBuf),
@@ -21,7 +21,9 @@ impl StoreLocation {
         if let Some(rest) = uri.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(invalid("the bucket name is missing (expected s3://bucket/prefix)"));
+                return Err(invalid(
+                    "the bucket name is missing (expected s3://bucket/prefix)",
+                ));
             }
             let prefix = prefix.trim_matches('/').to_string();
             return Ok(Self::S3 {
@@ -78,7 +80,10 @@ mod tests {
                 prefix: "a/b".into()
             }
         );
-        assert_eq!(location.child_uri("queries.lance"), "s3://bucket/a/b/queries.lance");
+        assert_eq!(
+            location.child_uri("queries.lance"),
+            "s3://bucket/a/b/queries.lance"
+        );
     }
 
     #[test]

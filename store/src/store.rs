@@ -42,7 +42,7 @@ pub struct VersionInfo {
     pub rows: u64,
     /// Lance operation name, such as `Append`, `Overwrite` or `Merge`.
     pub operation: String,
-    /// What the writer recorded about the commit, such as the imported file.
+    /// The writer's note about the commit, such as the command and the imported file.
     pub message: Option<String>,
 }
 
@@ -61,7 +61,7 @@ impl Store {
         &self.s3
     }
 
-    /// Returns the URI of the Lance dataset that holds `table`.
+    /// Returns the URI of the Lance dataset that stores `table`.
     pub fn table_uri(&self, table: Table) -> String {
         self.location.child_uri(&table.dataset_name())
     }
@@ -130,13 +130,17 @@ impl Store {
         let root = self.location.to_string();
         let not_found = matches!(
             source,
-            lance::Error::DatasetNotFound { .. } | lance::Error::VersionNotFound { .. } | lance::Error::NotFound { .. }
+            lance::Error::DatasetNotFound { .. }
+                | lance::Error::VersionNotFound { .. }
+                | lance::Error::NotFound { .. }
         );
         match as_of {
             Some(version) if not_found && Box::pin(self.load(table, None)).await.is_ok() => {
                 StoreError::VersionNotFound { table, version, root }
             }
-            _ if matches!(source, lance::Error::DatasetNotFound { .. }) => StoreError::TableNotFound { table, root },
+            _ if matches!(source, lance::Error::DatasetNotFound { .. }) => {
+                StoreError::TableNotFound { table, root }
+            }
             _ => self.lance_error(table, source),
         }
     }
@@ -163,10 +167,7 @@ impl Store {
     /// Lists the versions of `table`, oldest first.
     pub async fn versions(&self, table: Table) -> Result<Vec<VersionInfo>> {
         let dataset = self.dataset(table, None).await?;
-        let versions = dataset
-            .versions()
-            .await
-            .map_err(|e| self.lance_error(table, e))?;
+        let versions = dataset.versions().await.map_err(|e| self.lance_error(table, e))?;
 
         let mut infos = Vec::with_capacity(versions.len());
         for version in versions {
@@ -210,14 +211,10 @@ impl Store {
         let dataset = self.dataset(table, as_of).await?;
         let mut scanner = dataset.scan();
         if let Some(columns) = columns {
-            scanner
-                .project(columns)
-                .map_err(|e| self.lance_error(table, e))?;
+            scanner.project(columns).map_err(|e| self.lance_error(table, e))?;
         }
         if let Some(filter) = filter {
-            scanner
-                .filter(filter)
-                .map_err(|e| self.lance_error(table, e))?;
+            scanner.filter(filter).map_err(|e| self.lance_error(table, e))?;
         }
         let stream = scanner
             .try_into_stream()

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use lance::dataset::transaction::Transaction;
 use lance::dataset::{
-    CommitBuilder, InsertBuilder, MergeInsertBuilder, WhenMatched, WhenNotMatched,
-    WhenNotMatchedBySource, WriteMode as LanceWriteMode, WriteParams,
+    CommitBuilder, InsertBuilder, MergeInsertBuilder, WhenMatched, WhenNotMatched, WhenNotMatchedBySource,
+    WriteMode as LanceWriteMode, WriteParams,
 };
 use lance::deps::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use lance::deps::datafusion::physical_plan::SendableRecordBatchStream;
@@ -17,15 +17,15 @@ use crate::error::{Result, StoreError};
 use crate::schema::Table;
 use crate::store::{Store, MESSAGE_PROPERTY};
 
-/// How a staged write changes its table when committed.
+/// The change a staged write makes to its table when committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteMode {
     /// Replaces every row of the table.
     Overwrite,
     /// Adds rows; the caller checks that no key is already present.
     Append,
-    /// Replaces the rows whose partition column (see [`Table::partition_column`]) holds one of
-    /// the values, keeping every other row.
+    /// Replaces the rows whose partition column (see [`Table::partition_column`]) is one of the
+    /// values, keeping every other row.
     ReplacePartition(Vec<String>),
 }
 
@@ -121,12 +121,10 @@ impl Store {
         values: &[String],
         batches: SendableRecordBatchStream,
     ) -> Result<Transaction> {
-        let column = table
-            .partition_column()
-            .ok_or_else(|| StoreError::InvalidWrite {
-                table,
-                reason: "the table has no partition column, so it can only be overwritten or appended to".into(),
-            })?;
+        let column = table.partition_column().ok_or_else(|| StoreError::InvalidWrite {
+            table,
+            reason: "the table has no partition column, so it can only be overwritten or appended to".into(),
+        })?;
         let quoted: Vec<String> = values
             .iter()
             .map(|value| format!("'{}'", value.replace('\'', "''")))

@@ -17,20 +17,38 @@ const QUERIES: &str = r#"{"_id": "q1", "text": "first query"}
 "#;
 const QRELS: &str = "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n";
 
-/// Creates a valid BEIR folder and a store that holds it.
+/// Creates a valid BEIR folder and a store that contains it.
 fn valid_store(dir: &Path) -> String {
     write_file(dir, "valid/corpus.jsonl", CORPUS);
     write_file(dir, "valid/queries.jsonl", QUERIES);
     write_file(dir, "valid/qrels/test.tsv", QRELS);
     let store = dir.join("store").to_string_lossy().into_owned();
-    run_ok(rankdistill(&store).args(["import", "beir"]).arg(dir.join("valid")));
-    run_ok(rankdistill(&store).args(["import", "run"]).arg(write_file(dir, "bm25.trec", "q1 Q0 d1 1 2.5 bm25\n")));
+    run_ok(
+        rankdistill(&store)
+            .args(["import", "beir"])
+            .arg(dir.join("valid")),
+    );
+    run_ok(rankdistill(&store).args(["import", "run"]).arg(write_file(
+        dir,
+        "bm25.trec",
+        "q1 Q0 d1 1 2.5 bm25\n",
+    )));
     store
 }
 
 /// Writes a BEIR folder named `name` whose files are the valid ones except those given.
-fn beir_folder(dir: &Path, name: &str, corpus: Option<&[u8]>, queries: Option<&str>, qrels: Option<&str>) -> String {
-    write_file(dir, &format!("{name}/corpus.jsonl"), corpus.unwrap_or(CORPUS.as_bytes()));
+fn beir_folder(
+    dir: &Path,
+    name: &str,
+    corpus: Option<&[u8]>,
+    queries: Option<&str>,
+    qrels: Option<&str>,
+) -> String {
+    write_file(
+        dir,
+        &format!("{name}/corpus.jsonl"),
+        corpus.unwrap_or(CORPUS.as_bytes()),
+    );
     write_file(dir, &format!("{name}/queries.jsonl"), queries.unwrap_or(QUERIES));
     write_file(dir, &format!("{name}/qrels/test.tsv"), qrels.unwrap_or(QRELS));
     dir.join(name).to_string_lossy().into_owned()
@@ -41,9 +59,16 @@ fn expect_rejected(store: &str, args: &[&str], expected: &[&str]) {
     let before = table_info(store);
     let error = run_err(rankdistill(store).args(args));
     for part in expected {
-        assert!(error.contains(part), "expected {part:?} in the error of {args:?}:\n{error}");
+        assert!(
+            error.contains(part),
+            "expected {part:?} in the error of {args:?}:\n{error}"
+        );
     }
-    assert_eq!(table_info(store), before, "the failed import {args:?} changed the store");
+    assert_eq!(
+        table_info(store),
+        before,
+        "the failed import {args:?} changed the store"
+    );
 }
 
 #[test]
@@ -52,7 +77,11 @@ fn malformed_json_line() {
     let store = valid_store(dir.path());
     let corpus = b"{\"_id\": \"d1\", \"text\": \"ok\"}\n{\"_id\": \"d2\", \"text\": \"unterminated}\n";
     let folder = beir_folder(dir.path(), "bad", Some(corpus), None, None);
-    expect_rejected(&store, &["import", "beir", &folder], &["corpus.jsonl:2:", "invalid JSON"]);
+    expect_rejected(
+        &store,
+        &["import", "beir", &folder],
+        &["corpus.jsonl:2:", "invalid JSON"],
+    );
 }
 
 #[test]
@@ -61,7 +90,11 @@ fn missing_text_field() {
     let store = valid_store(dir.path());
     let corpus = b"{\"_id\": \"d1\", \"title\": \"no text\"}\n";
     let folder = beir_folder(dir.path(), "bad", Some(corpus), None, None);
-    expect_rejected(&store, &["import", "beir", &folder], &["corpus.jsonl:1:", "field \"text\" is missing"]);
+    expect_rejected(
+        &store,
+        &["import", "beir", &folder],
+        &["corpus.jsonl:1:", "field \"text\" is missing"],
+    );
 }
 
 #[test]
@@ -82,7 +115,12 @@ fn truncated_gzip() {
     let store = valid_store(dir.path());
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     for i in 0..5000 {
-        writeln!(encoder, "{{\"_id\": \"d{i}\", \"text\": \"passage number {i} about topic {}\"}}", i * 7919 % 1000).unwrap();
+        writeln!(
+            encoder,
+            "{{\"_id\": \"d{i}\", \"text\": \"passage number {i} about topic {}\"}}",
+            i * 7919 % 1000
+        )
+        .unwrap();
     }
     let bytes = encoder.finish().unwrap();
     let file = write_file(dir.path(), "corpus.jsonl.gz", &bytes[..bytes.len() * 2 / 3]);
@@ -102,7 +140,10 @@ fn duplicate_passage_id() {
     expect_rejected(
         &store,
         &["import", "beir", &folder],
-        &["corpus.jsonl:3:", "duplicate passage id \"d1\" (first seen on line 1)"],
+        &[
+            "corpus.jsonl:3:",
+            "duplicate passage id \"d1\" (first seen on line 1)",
+        ],
     );
 }
 
@@ -126,7 +167,10 @@ fn appended_passage_already_in_store() {
     expect_rejected(
         &store,
         &["import", "passages", file.to_str().unwrap(), "--append"],
-        &["more.tsv:2:", "duplicate passage id \"d2\" (already in the store)"],
+        &[
+            "more.tsv:2:",
+            "duplicate passage id \"d2\" (already in the store)",
+        ],
     );
 }
 
@@ -138,7 +182,11 @@ fn qrels_with_unknown_query() {
     expect_rejected(
         &store,
         &["import", "qrels", file.to_str().unwrap(), "--split", "dev"],
-        &["qrels.txt: 1 of 3 rows", "line 2: query id \"q7\"", "--unknown drop"],
+        &[
+            "qrels.txt: 1 of 3 rows",
+            "line 2: query id \"q7\"",
+            "--unknown drop",
+        ],
     );
 }
 
@@ -146,7 +194,11 @@ fn qrels_with_unknown_query() {
 fn run_with_unknown_passage() {
     let dir = TempDir::new().unwrap();
     let store = valid_store(dir.path());
-    let file = write_file(dir.path(), "dense.trec", "q1 Q0 d1 1 9.5 dense\nq1 Q0 d404 2 8.5 dense\nq2 Q0 d3 1 7.0 dense\n");
+    let file = write_file(
+        dir.path(),
+        "dense.trec",
+        "q1 Q0 d1 1 9.5 dense\nq1 Q0 d404 2 8.5 dense\nq2 Q0 d3 1 7.0 dense\n",
+    );
     expect_rejected(
         &store,
         &["import", "run", file.to_str().unwrap()],
@@ -158,9 +210,18 @@ fn run_with_unknown_passage() {
 fn unknown_ids_dropped_on_request() {
     let dir = TempDir::new().unwrap();
     let store = valid_store(dir.path());
-    let file = write_file(dir.path(), "dense.trec", "q1 Q0 d1 1 9.5 dense\nq1 Q0 d404 2 8.5 dense\nq2 Q0 d3 1 7.0 dense\n");
+    let file = write_file(
+        dir.path(),
+        "dense.trec",
+        "q1 Q0 d1 1 9.5 dense\nq1 Q0 d404 2 8.5 dense\nq2 Q0 d3 1 7.0 dense\n",
+    );
     let before = rows(&store, "candidates");
-    let output = run_ok(rankdistill(&store).args(["import", "run"]).arg(&file).args(["--unknown", "drop"]));
+    let output = run_ok(
+        rankdistill(&store)
+            .args(["import", "run"])
+            .arg(&file)
+            .args(["--unknown", "drop"]),
+    );
 
     assert!(output.contains("dropped 1 of 3 rows"), "{output}");
     assert!(output.contains("line 2: passage id \"d404\""), "{output}");
@@ -172,7 +233,11 @@ fn nan_score_in_run() {
     let dir = TempDir::new().unwrap();
     let store = valid_store(dir.path());
     let file = write_file(dir.path(), "nan.trec", "q1 Q0 d1 1 3.5 x\nq1 Q0 d2 2 NaN x\n");
-    expect_rejected(&store, &["import", "run", file.to_str().unwrap()], &["nan.trec:2:", "score \"NaN\" is not finite"]);
+    expect_rejected(
+        &store,
+        &["import", "run", file.to_str().unwrap()],
+        &["nan.trec:2:", "score \"NaN\" is not finite"],
+    );
 }
 
 #[test]
@@ -216,11 +281,18 @@ fn non_integer_relevance() {
 fn duplicate_pair_in_run() {
     let dir = TempDir::new().unwrap();
     let store = valid_store(dir.path());
-    let file = write_file(dir.path(), "dup.trec", "q1 Q0 d1 1 3.5 x\nq1 Q0 d2 2 3.0 x\nq1 Q0 d1 3 2.0 x\n");
+    let file = write_file(
+        dir.path(),
+        "dup.trec",
+        "q1 Q0 d1 1 3.5 x\nq1 Q0 d2 2 3.0 x\nq1 Q0 d1 3 2.0 x\n",
+    );
     expect_rejected(
         &store,
         &["import", "run", file.to_str().unwrap()],
-        &["dup.trec:3:", "duplicate run pair: query \"q1\" and passage \"d1\" (first seen on line 1)"],
+        &[
+            "dup.trec:3:",
+            "duplicate run pair: query \"q1\" and passage \"d1\" (first seen on line 1)",
+        ],
     );
 }
 
@@ -242,5 +314,9 @@ fn missing_input_file() {
     let dir = TempDir::new().unwrap();
     let store = valid_store(dir.path());
     let missing = dir.path().join("nowhere.trec");
-    expect_rejected(&store, &["import", "run", missing.to_str().unwrap()], &["nowhere.trec: file not found"]);
+    expect_rejected(
+        &store,
+        &["import", "run", missing.to_str().unwrap()],
+        &["nowhere.trec: file not found"],
+    );
 }

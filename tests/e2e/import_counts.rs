@@ -30,7 +30,12 @@ fn trec_dl_2019_counts() {
     let dir = TempDir::new().unwrap();
     let store = store_in(&dir);
     let folder = data_dir().join("trec-dl-2019");
-    run_ok(rankdistill(&store).args(["import", "msmarco"]).arg(&folder).args(["--unknown", "keep"]));
+    run_ok(
+        rankdistill(&store)
+            .args(["import", "msmarco"])
+            .arg(&folder)
+            .args(["--unknown", "keep"]),
+    );
 
     assert_eq!(rows(&store, "queries"), 43);
     assert_eq!(rows(&store, "passages"), 9_383);
@@ -49,18 +54,32 @@ fn trec_dl_2019_qrels_fail_without_keep() {
     let error = crate::support::run_err(rankdistill(&store).args(["import", "msmarco"]).arg(&folder));
 
     assert!(error.contains("qrels.txt"), "{error}");
-    assert!(error.contains("rows name ids that are not in the store"), "{error}");
+    assert!(
+        error.contains("rows name ids that are not in the store"),
+        "{error}"
+    );
     assert!(error.contains("--unknown keep"), "{error}");
-    assert!(crate::support::table_info(&store).is_empty(), "a failed import wrote tables");
+    assert!(
+        crate::support::table_info(&store).is_empty(),
+        "a failed import wrote tables"
+    );
 }
 
 #[test]
 fn small_beir_collections_counts() {
-    let cases = [("cranfield", 1_400, 225, 1_837), ("vaswani", 11_429, 93, 2_083), ("noveleval", 420, 21, 420)];
+    let cases = [
+        ("cranfield", 1_400, 225, 1_837),
+        ("vaswani", 11_429, 93, 2_083),
+        ("noveleval", 420, 21, 420),
+    ];
     for (name, passages, queries, qrels) in cases {
         let dir = TempDir::new().unwrap();
         let store = store_in(&dir);
-        run_ok(rankdistill(&store).args(["import", "beir"]).arg(data_dir().join(name)));
+        run_ok(
+            rankdistill(&store)
+                .args(["import", "beir"])
+                .arg(data_dir().join(name)),
+        );
 
         assert_eq!(rows(&store, "passages"), passages, "{name} passages");
         assert_eq!(rows(&store, "queries"), queries, "{name} queries");

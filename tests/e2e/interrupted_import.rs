@@ -48,10 +48,16 @@ fn killed_import_keeps_previous_version() {
         if line.unwrap().contains("import started") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the import did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the import did not start"
+        );
     }
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(child.try_wait().unwrap().is_none(), "the import finished before it could be killed; use a larger file");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the import finished before it could be killed; use a larger file"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 

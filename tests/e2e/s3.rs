@@ -40,13 +40,21 @@ fn s3_store_matches_local_store() {
     for table in TABLES {
         let expected = export_sorted(&local, table, &[]);
         assert!(!expected.is_empty(), "local table {table} is empty");
-        assert_eq!(export(remote, &moto, table), expected, "table {table} differs between disk and S3");
+        assert_eq!(
+            export(remote, &moto, table),
+            expected,
+            "table {table} differs between disk and S3"
+        );
     }
 
     let mut command = rankdistill(remote);
     moto.configure(&mut command);
     let versions = run_ok(command.args(["store", "versions", "passages"]));
-    assert_eq!(versions.lines().count(), 3, "two imports give two versions:\n{versions}");
+    assert_eq!(
+        versions.lines().count(),
+        3,
+        "two imports give two versions:\n{versions}"
+    );
 }
 
 #[test]
@@ -55,7 +63,12 @@ fn beir_folder_read_from_s3() {
     moto.create_bucket("data");
     moto.create_bucket("stores");
     let scifact = data_dir().join("scifact");
-    for name in ["corpus.jsonl.gz", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"] {
+    for name in [
+        "corpus.jsonl.gz",
+        "queries.jsonl",
+        "qrels/train.tsv",
+        "qrels/test.tsv",
+    ] {
         let body = std::fs::read(scifact.join(name)).unwrap();
         moto.put_object("data", &format!("beir/scifact/{name}"), &body);
     }
@@ -63,11 +76,19 @@ fn beir_folder_read_from_s3() {
     let local = dir.path().join("store").to_string_lossy().into_owned();
 
     import(&local, &moto, &["import", "beir", scifact.to_str().unwrap()]);
-    import("s3://stores/scifact", &moto, &["import", "beir", "s3://data/beir/scifact"]);
+    import(
+        "s3://stores/scifact",
+        &moto,
+        &["import", "beir", "s3://data/beir/scifact"],
+    );
 
     for table in ["passages", "queries", "qrels"] {
         let expected = export_sorted(&local, table, &[]);
         assert!(!expected.is_empty(), "local table {table} is empty");
-        assert_eq!(export("s3://stores/scifact", &moto, table), expected, "table {table} differs");
+        assert_eq!(
+            export("s3://stores/scifact", &moto, table),
+            expected,
+            "table {table} differs"
+        );
     }
 }

@@ -22,7 +22,7 @@ pub fn data_dir() -> PathBuf {
     panic!("no data folder: set RANKDISTILL_DATA to the folder holding scifact/, trec-dl-2019/, ...");
 }
 
-/// A `rankdistill` command against `store`, with logs kept to warnings.
+/// Builds a `rankdistill` command against `store`, with logs kept to warnings.
 pub fn rankdistill(store: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rankdistill"));
     command.arg("--store").arg(store).arg("--quiet");
@@ -156,7 +156,10 @@ impl Moto {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("moto_server did not listen on 127.0.0.1:{} within 30 s", self.port);
+        panic!(
+            "moto_server did not listen on 127.0.0.1:{} within 30 s",
+            self.port
+        );
     }
 
     pub fn endpoint(&self) -> String {

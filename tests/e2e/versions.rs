@@ -2,7 +2,9 @@
 
 use tempfile::TempDir;
 
-use crate::support::{candidates, export_sorted, rankdistill, rows, run_err, run_ok, summary, table_info, write_file};
+use crate::support::{
+    candidates, export_sorted, rankdistill, rows, run_err, run_ok, summary, table_info, write_file,
+};
 
 /// Creates a store with three passages and two queries.
 fn small_store(dir: &std::path::Path) -> String {
@@ -15,14 +17,22 @@ fn small_store(dir: &std::path::Path) -> String {
 }
 
 fn version_of(store: &str, table: &str) -> u64 {
-    table_info(store).into_iter().find(|(name, _, _)| name == table).unwrap().2
+    table_info(store)
+        .into_iter()
+        .find(|(name, _, _)| name == table)
+        .unwrap()
+        .2
 }
 
 #[test]
 fn reimporting_run_replaces_its_rows() {
     let dir = TempDir::new().unwrap();
     let store = small_store(dir.path());
-    let bm25 = write_file(dir.path(), "bm25.trec", "q1 Q0 d1 1 3.0 bm25\nq1 Q0 d2 2 2.0 bm25\nq2 Q0 d3 1 1.0 bm25\n");
+    let bm25 = write_file(
+        dir.path(),
+        "bm25.trec",
+        "q1 Q0 d1 1 3.0 bm25\nq1 Q0 d2 2 2.0 bm25\nq2 Q0 d3 1 1.0 bm25\n",
+    );
     let dense = write_file(dir.path(), "dense.trec", "q1 Q0 d3 1 0.9 dense\n");
 
     run_ok(rankdistill(&store).args(["import", "run"]).arg(&bm25));
@@ -48,15 +58,27 @@ fn append_adds_and_rejects_repeats() {
     let second = write_file(dir.path(), "b/bm25.trec", "q2 Q0 d2 1 2.0 bm25\n");
 
     run_ok(rankdistill(&store).args(["import", "run"]).arg(&first));
-    run_ok(rankdistill(&store).args(["import", "run", "--append"]).arg(&second));
+    run_ok(
+        rankdistill(&store)
+            .args(["import", "run", "--append"])
+            .arg(&second),
+    );
     assert_eq!(candidates(&summary(&store), "bm25"), 2);
 
-    let error = run_err(rankdistill(&store).args(["import", "run", "--append"]).arg(&second));
+    let error = run_err(
+        rankdistill(&store)
+            .args(["import", "run", "--append"])
+            .arg(&second),
+    );
     assert!(error.contains("already in the store"), "{error}");
     assert_eq!(candidates(&summary(&store), "bm25"), 2);
 
     let more = write_file(dir.path(), "more.tsv", "d4\tfour\n");
-    run_ok(rankdistill(&store).args(["import", "passages", "--append"]).arg(&more));
+    run_ok(
+        rankdistill(&store)
+            .args(["import", "passages", "--append"])
+            .arg(&more),
+    );
     assert_eq!(rows(&store, "passages"), 4);
 }
 
@@ -82,10 +104,16 @@ fn versions_listed_and_readable_as_of() {
     let last = versions.last().unwrap();
     assert_eq!(last["rows"], 2);
     assert_eq!(last["operation"], "Overwrite");
-    assert!(last["message"].as_str().unwrap().contains("collection2.tsv"), "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("collection2.tsv"),
+        "{last}"
+    );
 
     let error = run_err(rankdistill(&store).args(["store", "export", "passages", "--as-of", "99"]));
-    assert!(error.contains("version 99 of table passages not found"), "{error}");
+    assert!(
+        error.contains("version 99 of table passages not found"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -109,12 +137,20 @@ fn groups_import_tevatron_and_flagembedding() {
     let file = write_file(dir.path(), "tevatron.jsonl", tevatron);
     run_ok(rankdistill(&store).args(["import", "groups"]).arg(&file));
     assert_eq!(rows(&store, "passages"), 4, "only d7 is new");
-    assert_eq!(rows(&store, "queries"), 2, "q1 is already stored with the same text");
+    assert_eq!(
+        rows(&store, "queries"),
+        2,
+        "q1 is already stored with the same text"
+    );
     assert_eq!(candidates(&summary(&store), "tevatron"), 2);
 
     let flag = r#"{"query": "what is seven", "pos": ["seven"], "neg": ["eight", "nine"], "pos_scores": [4.5], "neg_scores": [1.0, -2.0]}"#;
     let file = write_file(dir.path(), "flag.jsonl", format!("{flag}\n"));
-    let output = run_ok(rankdistill(&store).args(["import", "groups", "--teacher", "bge"]).arg(&file));
+    let output = run_ok(
+        rankdistill(&store)
+            .args(["import", "groups", "--teacher", "bge"])
+            .arg(&file),
+    );
     assert!(output.contains("teacher_scores"), "{output}");
     assert_eq!(rows(&store, "teacher_scores"), 3);
     let teachers = export_sorted(&store, "teachers", &[]);
@@ -126,5 +162,8 @@ fn groups_import_tevatron_and_flagembedding() {
     let file = write_file(dir.path(), "conflict.jsonl", format!("{conflicting}\n"));
     let error = run_err(rankdistill(&store).args(["import", "groups"]).arg(&file));
     assert!(error.contains("conflict.jsonl:1:"), "{error}");
-    assert!(error.contains("query id \"q1\" has a different text than the query already in the store"), "{error}");
+    assert!(
+        error.contains("query id \"q1\" has a different text than the query already in the store"),
+        "{error}"
+    );
 }

@@ -22,7 +22,10 @@ pub fn read_corpus(lines: &mut LineReader, sinks: &mut Sinks, passages: &mut Tex
         let text = json_text(&at, &object, "text", None)?;
 
         register_unique(&at, passages, "passage", &doc_id, text)?;
-        sinks.push(Table::Passages, &[Value::Str(&doc_id), Value::Str(title), Value::Str(text)])?;
+        sinks.push(
+            Table::Passages,
+            &[Value::Str(&doc_id), Value::Str(title), Value::Str(text)],
+        )?;
     }
     Ok(())
 }

@@ -98,7 +98,10 @@ impl<'a> GroupWriter<'a> {
     pub fn write(&mut self, at: &Position, group: &Group, sinks: &mut Sinks) -> Result<()> {
         let line = at.line;
         if group.positives.is_empty() {
-            return Err(at.invalid(format!("the group of query {:?} has no positive passage", group.query_id)));
+            return Err(at.invalid(format!(
+                "the group of query {:?} has no positive passage",
+                group.query_id
+            )));
         }
         self.write_query(at, line, group, sinks)?;
 
@@ -128,7 +131,10 @@ impl<'a> GroupWriter<'a> {
 
     fn write_query(&mut self, at: &Position, line: usize, group: &Group, sinks: &mut Sinks) -> Result<()> {
         match self.queries.register(&group.query_id, group.query, line) {
-            Registered::New => sinks.push(Table::Queries, &[Value::Str(&group.query_id), Value::Str(group.query)]),
+            Registered::New => sinks.push(
+                Table::Queries,
+                &[Value::Str(&group.query_id), Value::Str(group.query)],
+            ),
             Registered::SameText => Ok(()),
             Registered::OtherText(earlier) => Err(at.invalid(format!(
                 "query id {:?} has a different text than the query {}",
@@ -138,10 +144,20 @@ impl<'a> GroupWriter<'a> {
         }
     }
 
-    fn write_passage(&mut self, at: &Position, line: usize, member: &Member, sinks: &mut Sinks) -> Result<()> {
+    fn write_passage(
+        &mut self,
+        at: &Position,
+        line: usize,
+        member: &Member,
+        sinks: &mut Sinks,
+    ) -> Result<()> {
         match self.passages.register(&member.doc_id, member.text, line) {
             Registered::New => {
-                let row = [Value::Str(&member.doc_id), Value::Str(member.title), Value::Str(member.text)];
+                let row = [
+                    Value::Str(&member.doc_id),
+                    Value::Str(member.title),
+                    Value::Str(member.text),
+                ];
                 sinks.push(Table::Passages, &row)
             }
             Registered::SameText => Ok(()),
@@ -153,7 +169,13 @@ impl<'a> GroupWriter<'a> {
         }
     }
 
-    fn write_candidate(&mut self, line: usize, query_id: &str, member: &Member, sinks: &mut Sinks) -> Result<()> {
+    fn write_candidate(
+        &mut self,
+        line: usize,
+        query_id: &str,
+        member: &Member,
+        sinks: &mut Sinks,
+    ) -> Result<()> {
         if self.candidates.insert(query_id, &member.doc_id, line).is_some() {
             self.repeated_pairs += 1;
             return Ok(());
@@ -170,7 +192,14 @@ impl<'a> GroupWriter<'a> {
         sinks.push(Table::Candidates, &row)
     }
 
-    fn write_score(&mut self, at: &Position, line: usize, query_id: &str, member: &Member, sinks: &mut Sinks) -> Result<()> {
+    fn write_score(
+        &mut self,
+        at: &Position,
+        line: usize,
+        query_id: &str,
+        member: &Member,
+        sinks: &mut Sinks,
+    ) -> Result<()> {
         let Some(score) = member.score else {
             return Ok(());
         };
@@ -180,7 +209,12 @@ impl<'a> GroupWriter<'a> {
         if self.scored.insert(query_id, &member.doc_id, line).is_some() {
             return Ok(());
         }
-        let row = [Value::Str(query_id), Value::Str(&member.doc_id), Value::Str(teacher), Value::F32(score)];
+        let row = [
+            Value::Str(query_id),
+            Value::Str(&member.doc_id),
+            Value::Str(teacher),
+            Value::F32(score),
+        ];
         sinks.push(Table::TeacherScores, &row)
     }
 }
@@ -221,12 +255,18 @@ fn tevatron_group<'a>(at: &Position, object: &'a Map<String, Json>) -> Result<Gr
     })
 }
 
-fn tevatron_passages<'a>(at: &Position, object: &'a Map<String, Json>, field: &str) -> Result<Vec<Member<'a>>> {
+fn tevatron_passages<'a>(
+    at: &Position,
+    object: &'a Map<String, Json>,
+    field: &str,
+) -> Result<Vec<Member<'a>>> {
     let items = json_array(at, object, field)?;
     let mut members = Vec::with_capacity(items.len());
     for item in items {
         let Json::Object(passage) = item else {
-            return Err(at.invalid(format!("every entry of {field:?} must be an object with docid, title and text")));
+            return Err(at.invalid(format!(
+                "every entry of {field:?} must be an object with docid, title and text"
+            )));
         };
         let text = json_text(at, passage, "text", None)?;
         let doc_id = match passage.get("docid") {
@@ -235,7 +275,12 @@ fn tevatron_passages<'a>(at: &Position, object: &'a Map<String, Json>, field: &s
         };
         let title = json_text(at, passage, "title", Some(""))?;
         let score = optional_score(at, passage.get("score"), field)?;
-        members.push(Member { doc_id, title, text, score });
+        members.push(Member {
+            doc_id,
+            title,
+            text,
+            score,
+        });
     }
     Ok(members)
 }

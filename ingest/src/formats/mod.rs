@@ -31,7 +31,9 @@ fn json_id(at: &Position, object: &serde_json::Map<String, Json>, field: &str) -
     match object.get(field) {
         Some(Json::String(id)) if !id.is_empty() => Ok(id.clone()),
         Some(Json::Number(id)) if id.is_u64() || id.is_i64() => Ok(id.to_string()),
-        Some(other) => Err(at.invalid(format!("field {field:?} must be a non-empty string or an integer, found {other}"))),
+        Some(other) => Err(at.invalid(format!(
+            "field {field:?} must be a non-empty string or an integer, found {other}"
+        ))),
         None => Err(at.invalid(format!("field {field:?} is missing"))),
     }
 }

@@ -29,7 +29,10 @@ pub fn read_collection(lines: &mut LineReader, sinks: &mut Sinks, passages: &mut
         }
 
         register_unique(&at, passages, "passage", doc_id, text)?;
-        sinks.push(Table::Passages, &[Value::Str(doc_id), Value::Str(title), Value::Str(text)])?;
+        sinks.push(
+            Table::Passages,
+            &[Value::Str(doc_id), Value::Str(title), Value::Str(text)],
+        )?;
     }
     Ok(())
 }

@@ -41,7 +41,12 @@ pub fn read_qrels(
             return Err(at.invalid(duplicate_pair_message("qrels", query_id, doc_id, earlier)));
         }
         if check.admit(at.line, query_id, doc_id) {
-            let row = [Value::Str(query_id), Value::Str(doc_id), Value::I32(relevance), Value::Str(split)];
+            let row = [
+                Value::Str(query_id),
+                Value::Str(doc_id),
+                Value::I32(relevance),
+                Value::Str(split),
+            ];
             sinks.push(Table::Qrels, &row)?;
         }
     }
