@@ -1,3 +1,10 @@
-//! Training of cross-encoder rerankers from a rankdistill store: the model files, the contrastive
-//! and distillation losses, the streaming loader and the training loop. Nothing is implemented
-//! yet; the crate is part of the workspace so that the pipeline's layout is fixed from the start.
+//! Cross-encoder rerankers in candle: the BERT model file, checkpoint reading and writing, and
+//! pair tokenization. Training (losses, streaming loader, loop) comes next.
+
+pub mod checkpoint;
+mod cross_encoder;
+mod error;
+pub mod models;
+
+pub use cross_encoder::{CrossEncoder, LoadOptions, PairBatch, INPUT_TEMPLATE};
+pub use error::{ModelError, Result};

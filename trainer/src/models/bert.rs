@@ -1,0 +1,372 @@
+//! BERT with a sequence-classification head, as transformers' `BertForSequenceClassification`.
+//!
+//! Module and tensor names follow transformers (`bert.encoder.layer.0.attention.self.query`,
+//! `bert.pooler.dense`, `classifier`), so checkpoints load in both directions. Supported: the
+//! `bert` model type with absolute position embeddings, post-layer-norm blocks, and the `gelu`,
+//! `gelu_new`/`gelu_pytorch_tanh` and `relu` activations. Dropout is applied only when `train` is
+//! true.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Dropout, Embedding, Init, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// The fields of a transformers BERT `config.json` that the model uses. Other fields are kept in
+/// `extra` so a saved config keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: HiddenAct,
+    pub hidden_dropout_prob: f64,
+    pub attention_probs_dropout_prob: f64,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    #[serde(default = "default_initializer_range")]
+    pub initializer_range: f64,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: u32,
+    #[serde(default = "default_position_embedding_type")]
+    pub position_embedding_type: String,
+    /// Dropout before the classifier; `hidden_dropout_prob` when absent, as in transformers.
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
+    #[serde(default)]
+    pub model_type: Option<String>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_initializer_range() -> f64 {
+    0.02
+}
+
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+
+fn default_position_embedding_type() -> String {
+    "absolute".to_string()
+}
+
+/// Activation of the feed-forward block, named as in `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenAct {
+    /// The exact, erf-based GELU.
+    Gelu,
+    /// The tanh approximation of GELU.
+    GeluNew,
+    #[serde(rename = "gelu_pytorch_tanh")]
+    GeluPytorchTanh,
+    Relu,
+}
+
+impl HiddenAct {
+    fn forward(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            HiddenAct::Gelu => xs.gelu_erf(),
+            HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => xs.gelu(),
+            HiddenAct::Relu => xs.relu(),
+        }
+    }
+}
+
+impl BertConfig {
+    /// Returns the dropout probability before the classifier.
+    pub fn classifier_dropout_prob(&self) -> f64 {
+        self.classifier_dropout.unwrap_or(self.hidden_dropout_prob)
+    }
+}
+
+/// Builds a linear layer initialised as transformers does: normal weights, zero bias.
+fn linear(in_dim: usize, out_dim: usize, config: &BertConfig, vb: VarBuilder) -> Result<Linear> {
+    let init = Init::Randn { mean: 0.0, stdev: config.initializer_range };
+    let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+    let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
+    Ok(Linear::new(weight, Some(bias)))
+}
+
+fn embedding(count: usize, size: usize, config: &BertConfig, vb: VarBuilder) -> Result<Embedding> {
+    let init = Init::Randn { mean: 0.0, stdev: config.initializer_range };
+    let weights = vb.get_with_hints((count, size), "weight", init)?;
+    Ok(Embedding::new(weights, size))
+}
+
+/// Layer normalisation over the last dimension, differentiable in training.
+#[derive(Debug, Clone)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn load(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints(size, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(size, "bias", Init::Const(0.0))?;
+        Ok(Self { weight, bias, eps })
+    }
+
+    fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if !train && xs.is_contiguous() {
+            return candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32);
+        }
+        let mean = xs.mean_keepdim(D::Minus1)?;
+        let centered = xs.broadcast_sub(&mean)?;
+        let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+struct BertEmbeddings {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    layer_norm: LayerNorm,
+    dropout: Dropout,
+}
+
+impl BertEmbeddings {
+    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+        let hidden = config.hidden_size;
+        Ok(Self {
+            word_embeddings: embedding(config.vocab_size, hidden, config, vb.pp("word_embeddings"))?,
+            position_embeddings: embedding(
+                config.max_position_embeddings,
+                hidden,
+                config,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type_embeddings: embedding(
+                config.type_vocab_size,
+                hidden,
+                config,
+                vb.pp("token_type_embeddings"),
+            )?,
+            layer_norm: LayerNorm::load(hidden, config.layer_norm_eps, vb.pp("LayerNorm"))?,
+            dropout: Dropout::new(config.hidden_dropout_prob as f32),
+        })
+    }
+
+    fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor, train: bool) -> Result<Tensor> {
+        let (_, seq_len) = input_ids.dims2()?;
+        let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
+
+        let words = self.word_embeddings.forward(input_ids)?;
+        let types = self.token_type_embeddings.forward(token_type_ids)?;
+        let positions = self.position_embeddings.forward(&positions)?;
+        let embeddings = (words + types)?.broadcast_add(&positions)?;
+
+        let embeddings = self.layer_norm.forward(&embeddings, train)?;
+        self.dropout.forward(&embeddings, train)
+    }
+}
+
+struct BertSelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    dropout: Dropout,
+    num_heads: usize,
+    head_size: usize,
+}
+
+impl BertSelfAttention {
+    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+        let hidden = config.hidden_size;
+        Ok(Self {
+            query: linear(hidden, hidden, config, vb.pp("query"))?,
+            key: linear(hidden, hidden, config, vb.pp("key"))?,
+            value: linear(hidden, hidden, config, vb.pp("value"))?,
+            dropout: Dropout::new(config.attention_probs_dropout_prob as f32),
+            num_heads: config.num_attention_heads,
+            head_size: hidden / config.num_attention_heads,
+        })
+    }
+
+    /// Splits `[batch, seq, hidden]` into `[batch, heads, seq, head_size]`.
+    fn split_heads(&self, xs: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len, _) = xs.dims3()?;
+        xs.reshape((batch, seq_len, self.num_heads, self.head_size))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    fn forward(&self, hidden: &Tensor, mask_bias: &Tensor, train: bool) -> Result<Tensor> {
+        let query = self.split_heads(&self.query.forward(hidden)?)?;
+        let key = self.split_heads(&self.key.forward(hidden)?)?;
+        let value = self.split_heads(&self.value.forward(hidden)?)?;
+
+        let scale = 1.0 / (self.head_size as f64).sqrt();
+        let scores = (query.matmul(&key.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        let probs = if train {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let probs = self.dropout.forward(&probs, train)?;
+
+        let context = probs.matmul(&value)?.transpose(1, 2)?.contiguous()?;
+        let (batch, seq_len, _, _) = context.dims4()?;
+        context.reshape((batch, seq_len, self.num_heads * self.head_size))
+    }
+}
+
+/// The dense projection, dropout and residual layer norm that follow attention and feed-forward.
+struct BertResidualOutput {
+    dense: Linear,
+    layer_norm: LayerNorm,
+    dropout: Dropout,
+}
+
+impl BertResidualOutput {
+    fn load(in_dim: usize, vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            dense: linear(in_dim, config.hidden_size, config, vb.pp("dense"))?,
+            layer_norm: LayerNorm::load(config.hidden_size, config.layer_norm_eps, vb.pp("LayerNorm"))?,
+            dropout: Dropout::new(config.hidden_dropout_prob as f32),
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
+        let xs = self.dropout.forward(&self.dense.forward(xs)?, train)?;
+        self.layer_norm.forward(&(xs + residual)?, train)
+    }
+}
+
+struct BertLayer {
+    attention: BertSelfAttention,
+    attention_output: BertResidualOutput,
+    intermediate: Linear,
+    activation: HiddenAct,
+    output: BertResidualOutput,
+}
+
+impl BertLayer {
+    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+        let attention = vb.pp("attention");
+        Ok(Self {
+            attention: BertSelfAttention::load(attention.pp("self"), config)?,
+            attention_output: BertResidualOutput::load(config.hidden_size, attention.pp("output"), config)?,
+            intermediate: linear(
+                config.hidden_size,
+                config.intermediate_size,
+                config,
+                vb.pp("intermediate").pp("dense"),
+            )?,
+            activation: config.hidden_act,
+            output: BertResidualOutput::load(config.intermediate_size, vb.pp("output"), config)?,
+        })
+    }
+
+    fn forward(&self, hidden: &Tensor, mask_bias: &Tensor, train: bool) -> Result<Tensor> {
+        let attended = self.attention.forward(hidden, mask_bias, train)?;
+        let hidden = self.attention_output.forward(&attended, hidden, train)?;
+
+        let intermediate = self.activation.forward(&self.intermediate.forward(&hidden)?)?;
+        self.output.forward(&intermediate, &hidden, train)
+    }
+}
+
+/// The BERT encoder: embeddings, transformer layers and the `[CLS]` pooler.
+pub struct BertModel {
+    embeddings: BertEmbeddings,
+    layers: Vec<BertLayer>,
+    pooler: Linear,
+}
+
+impl BertModel {
+    pub fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+        let encoder = vb.pp("encoder").pp("layer");
+        let layers = (0..config.num_hidden_layers)
+            .map(|index| BertLayer::load(encoder.pp(index.to_string()), config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embeddings: BertEmbeddings::load(vb.pp("embeddings"), config)?,
+            layers,
+            pooler: linear(config.hidden_size, config.hidden_size, config, vb.pp("pooler").pp("dense"))?,
+        })
+    }
+
+    /// Returns the last hidden states, `[batch, seq, hidden]`. `attention_mask` is 1 for tokens
+    /// and 0 for padding.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let mask_bias = attention_mask_bias(attention_mask)?;
+        let mut hidden = self.embeddings.forward(input_ids, token_type_ids, train)?;
+        for layer in &self.layers {
+            hidden = layer.forward(&hidden, &mask_bias, train)?;
+        }
+        Ok(hidden)
+    }
+
+    /// Returns the pooler output: `tanh(dense(hidden[:, 0]))`.
+    pub fn pool(&self, hidden: &Tensor) -> Result<Tensor> {
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        self.pooler.forward(&cls)?.tanh()
+    }
+}
+
+/// Turns a `[batch, seq]` 0/1 mask into an additive `[batch, 1, 1, seq]` bias: 0 for tokens, the
+/// lowest f32 for padding, as transformers does.
+fn attention_mask_bias(attention_mask: &Tensor) -> Result<Tensor> {
+    let (batch, seq_len) = attention_mask.dims2()?;
+    let mask = attention_mask.to_dtype(DType::F32)?;
+    let bias = ((mask - 1.0)? * (-(f32::MIN as f64)))?;
+    bias.reshape((batch, 1, 1, seq_len))
+}
+
+/// BERT with a pooler, dropout and a linear classifier over `num_labels` outputs.
+pub struct BertForSequenceClassification {
+    pub bert: BertModel,
+    dropout: Dropout,
+    classifier: Linear,
+}
+
+impl BertForSequenceClassification {
+    pub fn load(vb: VarBuilder, config: &BertConfig, num_labels: usize) -> Result<Self> {
+        Ok(Self {
+            bert: BertModel::load(vb.pp("bert"), config)?,
+            dropout: Dropout::new(config.classifier_dropout_prob() as f32),
+            classifier: linear(config.hidden_size, num_labels, config, vb.pp("classifier"))?,
+        })
+    }
+
+    /// Returns the logits, `[batch, num_labels]`.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let hidden = self.bert.forward(input_ids, token_type_ids, attention_mask, train)?;
+        let pooled = self.dropout.forward(&self.bert.pool(&hidden)?, train)?;
+        self.classifier.forward(&pooled)
+    }
+}
+
+/// Returns the mean of the hidden states over real tokens, `[batch, hidden]`, as
+/// sentence-transformers' mean pooling does.
+pub fn mean_pool(hidden: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+    summed.broadcast_div(&counts)
+}
+
+/// Device on which models run: CPU, since CI and the development machines have no GPU.
+pub fn default_device() -> Device {
+    Device::Cpu
+}

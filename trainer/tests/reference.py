@@ -1,0 +1,43 @@
+"""Reference outputs from Python transformers, for the Rust model tests.
+
+Usage: reference.py logits MODEL_DIR < {"pairs": [[query, passage], ...], "max_len": N}
+       reference.py hidden MODEL_DIR < {"texts": [...]}
+Prints JSON: one logit per pair, or the last hidden states per text (without padding).
+"""
+
+import json
+import sys
+
+import torch
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+
+def main() -> None:
+    mode, model_dir = sys.argv[1], sys.argv[2]
+    request = json.load(sys.stdin)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with torch.inference_mode():
+        if mode == "logits":
+            model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+            queries = [pair[0] for pair in request["pairs"]]
+            passages = [pair[1] for pair in request["pairs"]]
+            inputs = tokenizer(
+                queries,
+                passages,
+                truncation="only_second",
+                max_length=request["max_len"],
+                padding=True,
+                return_tensors="pt",
+            )
+            print(json.dumps(model(**inputs).logits.squeeze(-1).tolist()))
+        else:
+            model = AutoModel.from_pretrained(model_dir).eval()
+            hidden = []
+            for text in request["texts"]:
+                inputs = tokenizer([text], return_tensors="pt")
+                hidden.append(model(**inputs).last_hidden_state[0].tolist())
+            print(json.dumps(hidden))
+
+
+if __name__ == "__main__":
+    main()
