@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rankdistill_ingest::scoring::Shard;
 use rankdistill_ingest::UnknownIds;
 use rankdistill_store::Table;
 
@@ -46,6 +47,40 @@ pub enum Command {
     /// Inspect the store: tables, versions, rows.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Score every candidate pair, and every judged pair with passage text, with a teacher
+    /// cross-encoder, and store the logits in teacher_scores.
+    Score(ScoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Teacher model folder: config.json, model.safetensors, tokenizer.json.
+    #[arg(long)]
+    pub teacher: PathBuf,
+
+    /// Name under which the scores are stored.
+    #[arg(long)]
+    pub name: String,
+
+    /// Maximum tokens per (query, passage) pair; the passage is truncated to fit.
+    #[arg(long, default_value_t = 256)]
+    pub max_len: usize,
+
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+
+    /// Pairs per commit; a killed run resumes from the last commit.
+    #[arg(long, default_value_t = 2048)]
+    pub commit_every: usize,
+
+    /// Score only shard I of N, split by query (such as 0/2), to share the work between machines.
+    #[arg(long, default_value = "0/1")]
+    pub shard: Shard,
+
+    /// Seed for a classification head that the model folder lacks.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +155,15 @@ pub enum ImportCommand {
         /// Split under which the positives are stored as qrels.
         #[arg(long, default_value = "train")]
         split: String,
+        #[command(flatten)]
+        flags: ImportFlags,
+    },
+    /// Precomputed teacher scores: a TREC run with scores, or JSON lines {query_id, doc_id, score}.
+    Scores {
+        file: String,
+        /// Teacher name under which the scores are stored.
+        #[arg(long)]
+        name: String,
         #[command(flatten)]
         flags: ImportFlags,
     },

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod progress;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -35,6 +36,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Import(command) => commands::import::run(store, command, cli.quiet).await,
         Command::Store(command) => commands::store::run(store, command).await,
+        Command::Score(args) => commands::score::run(store, args, cli.quiet).await,
     }
 }
 
@@ -49,6 +51,7 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,rankdistill={default_level},rankdistill_store={default_level},rankdistill_ingest={default_level},rankdistill_eval={default_level},rankdistill_trainer={default_level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

@@ -39,6 +39,9 @@ pub enum IngestError {
 
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    #[error(transparent)]
+    Model(#[from] rankdistill_trainer::ModelError),
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

@@ -174,6 +174,10 @@ impl PairSet {
         Ok(pairs)
     }
 
+    pub fn contains(&self, query_id: &str, doc_id: &str) -> bool {
+        self.pairs.contains_key(&key128(&[query_id, doc_id]))
+    }
+
     /// Records a pair; returns the line of the earlier occurrence when it is already present.
     pub fn insert(&mut self, query_id: &str, doc_id: &str, line: usize) -> Option<usize> {
         match self.pairs.entry(key128(&[query_id, doc_id])) {

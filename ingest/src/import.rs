@@ -7,12 +7,13 @@ use std::sync::Arc;
 use rankdistill_store::{StagedWrite, Store, Table, WriteMode};
 use tracing::{info, warn};
 
-use crate::batch::{table_channel, Value};
+use crate::batch::table_channel;
 use crate::error::{IngestError, Result};
-use crate::formats::{beir, groups, msmarco, trec};
+use crate::formats::{beir, groups, msmarco, scores, trec};
 use crate::ids::{PairSet, ReferenceCheck, TextIds, UnknownIds};
 use crate::input::{InputPath, LocalInput};
 use crate::sinks::Sinks;
+use crate::teachers::TeacherRecord;
 
 /// Options shared by every import.
 #[derive(Debug, Clone, Default)]
@@ -322,6 +323,36 @@ impl Importer {
         .await
     }
 
+    /// Imports precomputed scores of teacher `teacher` (a TREC run or `{query_id, doc_id, score}`
+    /// JSON lines), replacing that teacher's scores, with a `teachers` row that records the file.
+    pub async fn scores(&self, file: &InputPath, teacher: &str) -> Result<ImportSummary> {
+        let input = file.fetch(self.store.s3_settings()).await?;
+        let (query_ids, passage_ids) = self.stored_text_ids().await?;
+        let teachers = vec![teacher.to_string()];
+        let mut pairs = self
+            .pairs_for_append(Table::TeacherScores, "teacher", &teachers)
+            .await?;
+        let (unknown, teacher) = (self.options.unknown, teacher.to_string());
+        let model = format!("imported from {file}");
+
+        let targets = vec![
+            self.partition(Table::TeacherScores, teachers.clone(), false),
+            self.partition(Table::Teachers, teachers, false),
+        ];
+        self.execute(
+            targets,
+            format!("import scores {file} --name {teacher}"),
+            move |sinks| {
+                let mut check = ReferenceCheck::new(input.display(), unknown, &query_ids, &passage_ids);
+                scores::read_scores(&mut input.lines()?, &teacher, sinks, &mut check, &mut pairs)?;
+                note_unknown(sinks, check)?;
+                let scored = sinks.rows(Table::TeacherScores);
+                push_teacher_row(sinks, &teacher, &model, scored)
+            },
+        )
+        .await
+    }
+
     fn group_targets(&self, source: &str, split: &str, teacher: Option<&str>) -> Vec<Target> {
         let mut targets = vec![
             self.added_rows(Table::Passages),
@@ -536,17 +567,16 @@ fn note_repeated(sinks: &mut Sinks, repeated: u64) {
 }
 
 fn push_teacher_row(sinks: &mut Sinks, teacher: &str, model: &str, pairs: u64) -> Result<()> {
-    let created_at = chrono::Utc::now().to_rfc3339();
-    let row = [
-        Value::Str(teacher),
-        Value::Str(model),
-        Value::OptStr(None),
-        Value::OptI32(None),
-        Value::OptStr(None),
-        Value::OptStr(Some("float32")),
-        Value::I64(pairs as i64),
-        Value::OptF64(None),
-        Value::Str(&created_at),
-    ];
-    sinks.push(Table::Teachers, &row)
+    let record = TeacherRecord {
+        teacher: teacher.to_string(),
+        model: model.to_string(),
+        weights_sha256: None,
+        max_len: None,
+        template: None,
+        dtype: Some("float32".to_string()),
+        pairs: pairs as i64,
+        wall_seconds: None,
+        created_at: chrono::Utc::now().to_rfc3339(),
+    };
+    sinks.push(Table::Teachers, &record.row())
 }

@@ -5,6 +5,8 @@
 //! `s3://` URI, plain or gzipped. An import reads its files once, streaming rows into staged Lance
 //! writes, and commits only when every file was valid: an error names the file, the line and the
 //! value, and leaves the store as it was.
+//!
+//! [`scoring`] runs a teacher cross-encoder over the stored pairs and stores its scores.
 
 mod batch;
 mod error;
@@ -12,7 +14,9 @@ pub mod formats;
 mod ids;
 mod import;
 mod input;
+pub mod scoring;
 mod sinks;
+pub mod teachers;
 
 pub use batch::{BatchBuilder, Value, BATCH_ROWS};
 pub use error::{IngestError, Result};

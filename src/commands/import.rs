@@ -3,13 +3,13 @@ use rankdistill_ingest::{ImportOptions, ImportSummary, Importer, InputPath};
 use rankdistill_store::Store;
 
 use crate::cli::{ImportCommand, ImportFlags};
-use crate::progress::RowSpinner;
+use crate::progress::CounterBar;
 
 pub async fn run(store: Store, command: ImportCommand, quiet: bool) -> Result<()> {
     let (input, flags) = input_of(&command);
     let path = InputPath::parse(input)?;
     let importer = Importer::new(store, options(flags));
-    let spinner = RowSpinner::start(&format!("importing {input}"), importer.rows_read(), quiet);
+    let spinner = CounterBar::start(&format!("importing {input}"), importer.rows_read(), None, quiet);
 
     let summary = match &command {
         ImportCommand::Beir { .. } => importer.beir(&path).await,
@@ -22,6 +22,7 @@ pub async fn run(store: Store, command: ImportCommand, quiet: bool) -> Result<()
             importer.run(&path, &source).await
         }
         ImportCommand::Triples { source, split, .. } => importer.triples(&path, source, split).await,
+        ImportCommand::Scores { name, .. } => importer.scores(&path, name).await,
         ImportCommand::Groups {
             source,
             split,
@@ -50,6 +51,7 @@ fn input_of(command: &ImportCommand) -> (&str, &ImportFlags) {
         | ImportCommand::Qrels { file, flags, .. }
         | ImportCommand::Run { file, flags, .. }
         | ImportCommand::Triples { file, flags, .. }
+        | ImportCommand::Scores { file, flags, .. }
         | ImportCommand::Groups { file, flags, .. } => (file, flags),
     }
 }

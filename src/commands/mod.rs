@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod import;
+pub mod score;
 pub mod store;
 
 use anyhow::{Context, Result};

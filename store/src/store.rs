@@ -200,6 +200,16 @@ impl Store {
         Ok(infos)
     }
 
+    /// Counts the rows of `table` that match a SQL predicate, or all rows.
+    pub async fn count_rows(&self, table: Table, filter: Option<&str>) -> Result<u64> {
+        let dataset = self.dataset(table, None).await?;
+        let rows = dataset
+            .count_rows(filter.map(str::to_string))
+            .await
+            .map_err(|e| self.lance_error(table, e))?;
+        Ok(rows as u64)
+    }
+
     /// Streams `columns` of `table` (all columns when `None`), filtered by a SQL predicate.
     pub async fn scan(
         &self,

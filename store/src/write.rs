@@ -150,6 +150,25 @@ impl Store {
         Ok(merge.transaction)
     }
 
+    /// Creates `table` with no rows when it does not exist yet, so that concurrent writers can all
+    /// append to it. Another writer creating it first is not an error.
+    pub async fn ensure_table(&self, table: Table) -> Result<()> {
+        if self.try_dataset(table).await?.is_some() {
+            return Ok(());
+        }
+        let schema = table.schema();
+        let empty = RecordBatchStreamAdapter::new(schema, futures::stream::empty());
+        let staged = self.stage(table, WriteMode::Append, Box::pin(empty)).await?;
+        match self.commit(vec![staged], "create empty table").await {
+            Ok(_) => Ok(()),
+            Err(error) if self.try_dataset(table).await?.is_some() => {
+                debug!(table = %table, %error, "another writer created the table first");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Commits staged writes one table at a time, in the given order, and returns the new
     /// version of each table.
     ///

@@ -7,4 +7,5 @@ mod bad_input;
 mod import_counts;
 mod interrupted_import;
 mod s3;
+mod scoring;
 mod versions;

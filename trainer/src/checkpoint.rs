@@ -28,8 +28,12 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// Tokenizer files copied along with a saved model when the source folder has them.
-const TOKENIZER_EXTRA_FILES: [&str; 4] =
-    ["tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "sentence_bert_config.json"];
+const TOKENIZER_EXTRA_FILES: [&str; 4] = [
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "sentence_bert_config.json",
+];
 
 /// Returns `dir/name`, or an error naming the missing file.
 pub fn required_file(dir: &Path, name: &str) -> Result<PathBuf> {
@@ -44,16 +48,26 @@ pub fn required_file(dir: &Path, name: &str) -> Result<PathBuf> {
 /// Reads `config.json` and checks that it describes a supported BERT model.
 pub fn read_config(dir: &Path) -> Result<BertConfig> {
     let path = required_file(dir, CONFIG_FILE)?;
-    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-    let raw: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ModelError::InvalidConfig { path: path.clone(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::InvalidConfig {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
 
     let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("bert");
     if model_type != "bert" {
-        return Err(ModelError::UnsupportedArchitecture { path, found: format!("model_type {model_type:?}") });
+        return Err(ModelError::UnsupportedArchitecture {
+            path,
+            found: format!("model_type {model_type:?}"),
+        });
     }
-    let config: BertConfig = serde_json::from_value(raw)
-        .map_err(|e| ModelError::InvalidConfig { path: path.clone(), message: e.to_string() })?;
+    let config: BertConfig = serde_json::from_value(raw).map_err(|e| ModelError::InvalidConfig {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     if config.position_embedding_type != "absolute" {
         let found = format!("position_embedding_type {:?}", config.position_embedding_type);
         return Err(ModelError::UnsupportedArchitecture { path, found });
@@ -67,7 +81,10 @@ pub fn read_config(dir: &Path) -> Result<BertConfig> {
 
 /// Returns the hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let io_error = |source| ModelError::Io { path: path.to_path_buf(), source };
+    let io_error = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = File::open(path).map_err(io_error)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -78,7 +95,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
 }
 
 /// A candle variable source backed by a checkpoint file.
@@ -102,17 +123,22 @@ pub struct InitState {
 impl CheckpointBackend {
     /// Reads every tensor of `path`, renaming plain-encoder names into the `bert.` namespace.
     pub fn open(path: &Path, seed: u64, varmap: VarMap) -> Result<Self> {
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| ModelError::InvalidTensor {
-            path: path.to_path_buf(),
-            tensor: "(file)".into(),
-            message: format!("cannot read the safetensors file: {e}"),
-        })?;
+        let tensors =
+            candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| ModelError::InvalidTensor {
+                path: path.to_path_buf(),
+                tensor: "(file)".into(),
+                message: format!("cannot read the safetensors file: {e}"),
+            })?;
         let has_prefix = tensors.keys().any(|name| name.starts_with("bert."));
         let tensors = tensors
             .into_iter()
             .map(|(name, tensor)| {
                 let is_head = name.starts_with("classifier.");
-                let name = if has_prefix || is_head { name } else { format!("bert.{name}") };
+                let name = if has_prefix || is_head {
+                    name
+                } else {
+                    format!("bert.{name}")
+                };
                 (name, tensor)
             })
             .collect();
@@ -120,7 +146,10 @@ impl CheckpointBackend {
             path: path.to_path_buf(),
             tensors,
             varmap,
-            state: Arc::new(Mutex::new(InitState { rng: StdRng::seed_from_u64(seed), initialised: Vec::new() })),
+            state: Arc::new(Mutex::new(InitState {
+                rng: StdRng::seed_from_u64(seed),
+                initialised: Vec::new(),
+            })),
         })
     }
 
@@ -136,7 +165,11 @@ impl CheckpointBackend {
     }
 
     fn invalid(&self, tensor: &str, message: String) -> candle_core::Error {
-        let error = ModelError::InvalidTensor { path: self.path.clone(), tensor: tensor.to_string(), message };
+        let error = ModelError::InvalidTensor {
+            path: self.path.clone(),
+            tensor: tensor.to_string(),
+            message,
+        };
         candle_core::Error::Msg(error.to_string())
     }
 
@@ -146,7 +179,14 @@ impl CheckpointBackend {
             return Err(self.invalid(name, format!("dtype {:?} is not a float type", tensor.dtype())));
         }
         if tensor.shape() != shape {
-            return Err(self.invalid(name, format!("shape {:?} does not match the expected {:?}", tensor.dims(), shape.dims())));
+            return Err(self.invalid(
+                name,
+                format!(
+                    "shape {:?} does not match the expected {:?}",
+                    tensor.dims(),
+                    shape.dims()
+                ),
+            ));
         }
         tensor.to_dtype(DType::F32)
     }
@@ -161,15 +201,26 @@ impl CheckpointBackend {
                 let normal = Normal::new(mean, stdev).map_err(|e| self.invalid(name, e.to_string()))?;
                 (0..count).map(|_| normal.sample(&mut state.rng) as f32).collect()
             }
-            Init::Uniform { lo, up } => (0..count).map(|_| state.rng.random_range(lo..up) as f32).collect(),
-            Init::Kaiming { .. } => return Err(self.invalid(name, "Kaiming initialisation is not used by BERT".into())),
+            Init::Uniform { lo, up } => (0..count)
+                .map(|_| state.rng.random_range(lo..up) as f32)
+                .collect(),
+            Init::Kaiming { .. } => {
+                return Err(self.invalid(name, "Kaiming initialisation is not used by BERT".into()))
+            }
         };
         Tensor::from_vec(values, shape, &Device::Cpu)
     }
 }
 
 impl SimpleBackend for CheckpointBackend {
-    fn get(&self, shape: Shape, name: &str, init: Init, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let tensor = if self.tensors.contains_key(name) {
             self.checkpoint_tensor(name, &shape)?
         } else {
@@ -177,7 +228,11 @@ impl SimpleBackend for CheckpointBackend {
         };
         let var = Var::from_tensor(&tensor.to_dtype(dtype)?.to_device(device)?)?;
         let value = var.as_tensor().clone();
-        self.varmap.data().lock().expect("varmap lock").insert(name.to_string(), var);
+        self.varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .insert(name.to_string(), var);
         Ok(value)
     }
 
@@ -198,7 +253,10 @@ pub fn write_config(dir: &Path, config: &BertConfig) -> Result<()> {
     let mut value = serde_json::to_value(config).expect("the config serialises");
     let object = value.as_object_mut().expect("the config is an object");
     object.insert("model_type".into(), "bert".into());
-    object.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+    object.insert(
+        "architectures".into(),
+        serde_json::json!(["BertForSequenceClassification"]),
+    );
     object.insert("num_labels".into(), 1.into());
     object.insert("id2label".into(), serde_json::json!({"0": "LABEL_0"}));
     object.insert("label2id".into(), serde_json::json!({"LABEL_0": 0}));
@@ -211,7 +269,10 @@ pub fn write_config(dir: &Path, config: &BertConfig) -> Result<()> {
 /// Writes every variable of `varmap` to `model.safetensors` under its transformers name.
 pub fn write_weights(dir: &Path, varmap: &VarMap) -> Result<()> {
     let vars = varmap.data().lock().expect("varmap lock");
-    let tensors: HashMap<String, Tensor> = vars.iter().map(|(name, var)| (name.clone(), var.as_tensor().clone())).collect();
+    let tensors: HashMap<String, Tensor> = vars
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
     let path = dir.join(WEIGHTS_FILE);
     candle_core::safetensors::save(&tensors, &path).map_err(|e| ModelError::InvalidTensor {
         path: path.clone(),

@@ -29,7 +29,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { layers: None, seed: 42 }
+        Self {
+            layers: None,
+            seed: 42,
+        }
     }
 }
 
@@ -40,6 +43,23 @@ pub struct PairBatch {
     pub attention_mask: Tensor,
     /// Tokens that are not padding.
     pub tokens: usize,
+}
+
+/// The token ids and token type ids of one pair, before padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPair {
+    pub ids: Vec<u32>,
+    pub token_types: Vec<u32>,
+}
+
+impl EncodedPair {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
 }
 
 /// A cross-encoder loaded from a Hugging Face model folder.
@@ -84,7 +104,11 @@ impl CrossEncoder {
         let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
         let model = BertForSequenceClassification::load(vb, &config, 1)?;
 
-        log_initialised(&weights, options.seed, &init_state.lock().expect("init state lock").initialised);
+        log_initialised(
+            &weights,
+            options.seed,
+            &init_state.lock().expect("init state lock").initialised,
+        );
         log_unused(&weights, &checkpoint_names, &varmap);
         Ok(Self {
             model,
@@ -130,13 +154,22 @@ impl CrossEncoder {
         Ok(self.encode_texts(&[text])?.remove(0).len())
     }
 
-    /// Tokenizes pairs as `[CLS] query [SEP] passage [SEP]`, truncating the passage so each pair
-    /// has at most `max_len` tokens, and pads the batch to its longest pair.
+    /// Tokenizes pairs as `[CLS] query [SEP] passage [SEP]` and pads them into one batch; see
+    /// [`CrossEncoder::encode_pairs`] for truncation.
+    pub fn tokenize(&self, pairs: &[(&str, &str)], max_len: usize) -> Result<PairBatch> {
+        let encoded = self.encode_pairs(pairs, max_len)?;
+        self.collate(&encoded)
+    }
+
+    /// Tokenizes pairs as `[CLS] query [SEP] passage [SEP]` with token type ids, truncating the
+    /// passage so each pair has at most `max_len` tokens.
     ///
     /// A query longer than `max_len - 4` tokens is truncated too, keeping one passage token.
-    pub fn tokenize(&self, pairs: &[(&str, &str)], max_len: usize) -> Result<PairBatch> {
+    pub fn encode_pairs(&self, pairs: &[(&str, &str)], max_len: usize) -> Result<Vec<EncodedPair>> {
         if max_len < 5 {
-            return Err(ModelError::InvalidArgument(format!("max length {max_len} is below 5 tokens")));
+            return Err(ModelError::InvalidArgument(format!(
+                "max length {max_len} is below 5 tokens"
+            )));
         }
         let max_len = max_len.min(self.config.max_position_embeddings);
         let queries: Vec<&str> = pairs.iter().map(|(query, _)| *query).collect();
@@ -144,12 +177,11 @@ impl CrossEncoder {
         let query_ids = self.encode_texts(&queries)?;
         let passage_ids = self.encode_texts(&passages)?;
 
-        let rows: Vec<(Vec<u32>, Vec<u32>)> = query_ids
+        Ok(query_ids
             .iter()
             .zip(&passage_ids)
             .map(|(query, passage)| self.assemble_pair(query, passage, max_len))
-            .collect();
-        self.pad(rows)
+            .collect())
     }
 
     /// Tokenizes single texts as `[CLS] text [SEP]`, truncated to `max_len` tokens, for encoder
@@ -163,23 +195,32 @@ impl CrossEncoder {
                 let mut row = vec![self.special.cls];
                 row.extend_from_slice(ids);
                 row.push(self.special.sep);
-                let types = vec![0u32; row.len()];
-                (row, types)
+                let token_types = vec![0u32; row.len()];
+                EncodedPair {
+                    ids: row,
+                    token_types,
+                }
             })
-            .collect();
-        self.pad(rows)
+            .collect::<Vec<_>>();
+        self.collate(&rows)
     }
 
     fn encode_texts(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let encodings = self.tokenizer.encode_batch(texts.to_vec(), false).map_err(|e| ModelError::Tokenizer {
-            path: self.source.join(TOKENIZER_FILE),
-            message: format!("tokenization failed: {e}"),
-        })?;
-        Ok(encodings.into_iter().map(|encoding| encoding.get_ids().to_vec()).collect())
+        let encodings =
+            self.tokenizer
+                .encode_batch(texts.to_vec(), false)
+                .map_err(|e| ModelError::Tokenizer {
+                    path: self.source.join(TOKENIZER_FILE),
+                    message: format!("tokenization failed: {e}"),
+                })?;
+        Ok(encodings
+            .into_iter()
+            .map(|encoding| encoding.get_ids().to_vec())
+            .collect())
     }
 
     /// Builds the ids and token type ids of one pair.
-    fn assemble_pair(&self, query: &[u32], passage: &[u32], max_len: usize) -> (Vec<u32>, Vec<u32>) {
+    fn assemble_pair(&self, query: &[u32], passage: &[u32], max_len: usize) -> EncodedPair {
         let query = &query[..query.len().min(max_len - 4)];
         let passage_room = max_len - query.len() - 3;
         let passage = &passage[..passage.len().min(passage_room)];
@@ -192,24 +233,25 @@ impl CrossEncoder {
         ids.extend_from_slice(passage);
         ids.push(self.special.sep);
 
-        let mut types = vec![0u32; first_segment];
-        types.resize(ids.len(), 1);
-        (ids, types)
+        let mut token_types = vec![0u32; first_segment];
+        token_types.resize(ids.len(), 1);
+        EncodedPair { ids, token_types }
     }
 
-    fn pad(&self, rows: Vec<(Vec<u32>, Vec<u32>)>) -> Result<PairBatch> {
+    /// Pads encoded pairs to the longest one and stacks them into tensors.
+    pub fn collate(&self, rows: &[EncodedPair]) -> Result<PairBatch> {
         let batch = rows.len();
-        let longest = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        let longest = rows.iter().map(EncodedPair::len).max().unwrap_or(0);
         let mut input_ids = vec![self.special.pad; batch * longest];
         let mut token_type_ids = vec![0u32; batch * longest];
         let mut attention_mask = vec![0u32; batch * longest];
         let mut tokens = 0;
-        for (row, (ids, types)) in rows.iter().enumerate() {
-            let start = row * longest;
-            input_ids[start..start + ids.len()].copy_from_slice(ids);
-            token_type_ids[start..start + ids.len()].copy_from_slice(types);
-            attention_mask[start..start + ids.len()].fill(1);
-            tokens += ids.len();
+        for (row, pair) in rows.iter().enumerate() {
+            let (start, len) = (row * longest, pair.len());
+            input_ids[start..start + len].copy_from_slice(&pair.ids);
+            token_type_ids[start..start + len].copy_from_slice(&pair.token_types);
+            attention_mask[start..start + len].fill(1);
+            tokens += len;
         }
 
         let shape = (batch, longest);
@@ -223,8 +265,18 @@ impl CrossEncoder {
 
     /// Returns one logit per pair, `[batch]`; dropout is active when `train` is true.
     pub fn logits(&self, batch: &PairBatch, train: bool) -> Result<Tensor> {
-        let logits = self.model.forward(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, train)?;
+        let logits = self.model.forward(
+            &batch.input_ids,
+            &batch.token_type_ids,
+            &batch.attention_mask,
+            train,
+        )?;
         Ok(logits.squeeze(1)?)
+    }
+
+    /// Scores a tokenized batch in inference mode.
+    pub fn score_batch(&self, batch: &PairBatch) -> Result<Vec<f32>> {
+        Ok(self.logits(batch, false)?.to_vec1::<f32>()?)
     }
 
     /// Scores pairs in inference mode.
@@ -273,8 +325,12 @@ fn checked_layers(layers: usize, available: usize) -> Result<usize> {
 /// their longest pair and truncation is done per pair.
 fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
     let path = required_file(dir, TOKENIZER_FILE)?;
-    let tokenizer_error = |message: String| ModelError::Tokenizer { path: path.clone(), message };
-    let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| tokenizer_error(format!("cannot load: {e}")))?;
+    let tokenizer_error = |message: String| ModelError::Tokenizer {
+        path: path.clone(),
+        message,
+    };
+    let mut tokenizer =
+        Tokenizer::from_file(&path).map_err(|e| tokenizer_error(format!("cannot load: {e}")))?;
     tokenizer.with_padding(None);
     tokenizer
         .with_truncation(None)
@@ -289,7 +345,11 @@ fn special_tokens(tokenizer: &Tokenizer, dir: &Path) -> Result<SpecialTokens> {
             message: format!("the vocabulary has no {token} token, which a BERT cross-encoder needs"),
         })
     };
-    Ok(SpecialTokens { cls: id("[CLS]")?, sep: id("[SEP]")?, pad: id("[PAD]")? })
+    Ok(SpecialTokens {
+        cls: id("[CLS]")?,
+        sep: id("[SEP]")?,
+        pad: id("[PAD]")?,
+    })
 }
 
 fn log_initialised(weights: &Path, seed: u64, names: &[String]) {
@@ -305,15 +365,32 @@ fn log_initialised(weights: &Path, seed: u64, names: &[String]) {
 }
 
 fn log_unused(weights: &Path, checkpoint_names: &[String], varmap: &VarMap) {
-    let used: HashSet<String> = varmap.data().lock().expect("varmap lock").keys().cloned().collect();
-    let unused: Vec<&String> = checkpoint_names.iter().filter(|name| !used.contains(*name)).collect();
+    let used: HashSet<String> = varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .keys()
+        .cloned()
+        .collect();
+    let unused: Vec<&String> = checkpoint_names
+        .iter()
+        .filter(|name| !used.contains(*name))
+        .collect();
     if !unused.is_empty() {
-        debug!("{} tensors of {} are not used, for example {}", unused.len(), weights.display(), unused[0]);
+        debug!(
+            "{} tensors of {} are not used, for example {}",
+            unused.len(),
+            weights.display(),
+            unused[0]
+        );
     }
 }
 
 fn sibling_path(dir: &Path, suffix: &str) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     dir.with_file_name(format!(".{name}.{suffix}-{}", std::process::id()))
 }
 

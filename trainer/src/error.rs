@@ -3,7 +3,9 @@ use std::path::PathBuf;
 /// Errors from loading, running or saving a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: file not found; a model folder needs config.json, model.safetensors and tokenizer.json")]
+    #[error(
+        "{path}: file not found; a model folder needs config.json, model.safetensors and tokenizer.json"
+    )]
     MissingFile { path: PathBuf },
 
     #[error("{path}: invalid config: {message}")]

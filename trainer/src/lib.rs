@@ -6,5 +6,5 @@ mod cross_encoder;
 mod error;
 pub mod models;
 
-pub use cross_encoder::{CrossEncoder, LoadOptions, PairBatch, INPUT_TEMPLATE};
+pub use cross_encoder::{CrossEncoder, EncodedPair, LoadOptions, PairBatch, INPUT_TEMPLATE};
 pub use error::{ModelError, Result};

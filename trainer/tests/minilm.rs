@@ -11,10 +11,12 @@ use rankdistill_trainer::{CrossEncoder, LoadOptions, ModelError};
 use tempfile::TempDir;
 
 fn minilm_dir() -> PathBuf {
-    let dir = std::env::var("RANKDISTILL_MINILM").map(PathBuf::from).unwrap_or_else(|_| {
-        let home = std::env::var("HOME").expect("HOME is set");
-        Path::new(&home).join(".cache/rankdistill/all-MiniLM-L6-v2")
-    });
+    let dir = std::env::var("RANKDISTILL_MINILM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").expect("HOME is set");
+            Path::new(&home).join(".cache/rankdistill/all-MiniLM-L6-v2")
+        });
     assert!(
         dir.join("model.safetensors").is_file(),
         "all-MiniLM-L6-v2 not found in {}: run `make model` or set RANKDISTILL_MINILM",
@@ -30,24 +32,50 @@ fn load(layers: Option<usize>) -> CrossEncoder {
 /// Returns L2-normalised mean-pooled sentence embeddings.
 fn sentence_embeddings(model: &CrossEncoder, texts: &[&str]) -> Tensor {
     let batch = model.tokenize_texts(texts, 128).unwrap();
-    let hidden = model.model().bert.forward(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false).unwrap();
+    let hidden = model
+        .model()
+        .bert
+        .forward(
+            &batch.input_ids,
+            &batch.token_type_ids,
+            &batch.attention_mask,
+            false,
+        )
+        .unwrap();
     let pooled = mean_pool(&hidden, &batch.attention_mask).unwrap();
-    let norms = pooled.sqr().unwrap().sum_keepdim(D::Minus1).unwrap().sqrt().unwrap();
+    let norms = pooled
+        .sqr()
+        .unwrap()
+        .sum_keepdim(D::Minus1)
+        .unwrap()
+        .sqrt()
+        .unwrap();
     pooled.broadcast_div(&norms).unwrap()
 }
 
 #[test]
 fn sentence_similarities_match_model_card() {
     let model = load(None);
-    let sentences = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."];
+    let sentences = [
+        "The weather is lovely today.",
+        "It's so sunny outside!",
+        "He drove to the stadium.",
+    ];
     let embeddings = sentence_embeddings(&model, &sentences);
-    let similarities: Vec<Vec<f32>> = embeddings.matmul(&embeddings.t().unwrap()).unwrap().to_vec2().unwrap();
+    let similarities: Vec<Vec<f32>> = embeddings
+        .matmul(&embeddings.t().unwrap())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
 
     // Published on the sentence-transformers/all-MiniLM-L6-v2 model card, rounded to 4 decimals.
     let expected = [(0, 1, 0.6660), (0, 2, 0.1046), (1, 2, 0.1411)];
     for (i, j, value) in expected {
         let actual = similarities[i][j];
-        assert!((actual - value).abs() < 1e-4, "similarity ({i}, {j}) is {actual}, expected {value}");
+        assert!(
+            (actual - value).abs() < 1e-4,
+            "similarity ({i}, {j}) is {actual}, expected {value}"
+        );
     }
 }
 
@@ -55,19 +83,40 @@ fn sentence_similarities_match_model_card() {
 fn plain_encoder_gets_seeded_head() {
     let first = load(None);
     let second = load(None);
-    let pairs = [("what is a cross-encoder", "A cross-encoder reads the query and the passage together.")];
+    let pairs = [(
+        "what is a cross-encoder",
+        "A cross-encoder reads the query and the passage together.",
+    )];
     let first_scores = first.score(&pairs, 64).unwrap();
-    assert_eq!(first_scores, second.score(&pairs, 64).unwrap(), "the same seed gives the same head");
+    assert_eq!(
+        first_scores,
+        second.score(&pairs, 64).unwrap(),
+        "the same seed gives the same head"
+    );
 
-    let other = CrossEncoder::load(&minilm_dir(), &LoadOptions { layers: None, seed: 8 }).unwrap();
-    assert_ne!(first_scores, other.score(&pairs, 64).unwrap(), "another seed gives another head");
+    let other = CrossEncoder::load(
+        &minilm_dir(),
+        &LoadOptions {
+            layers: None,
+            seed: 8,
+        },
+    )
+    .unwrap();
+    assert_ne!(
+        first_scores,
+        other.score(&pairs, 64).unwrap(),
+        "another seed gives another head"
+    );
 }
 
 #[test]
 fn pairs_truncate_passage_and_pad_to_longest() {
     let model = load(Some(2));
     let long_passage = "word ".repeat(300);
-    let pairs = [("short query", long_passage.as_str()), ("another query here", "tiny")];
+    let pairs = [
+        ("short query", long_passage.as_str()),
+        ("another query here", "tiny"),
+    ];
     let batch = model.tokenize(&pairs, 32).unwrap();
 
     assert_eq!(batch.input_ids.dims(), &[2, 32]);
@@ -85,12 +134,30 @@ fn pairs_truncate_passage_and_pad_to_longest() {
 fn layers_option_builds_smaller_student() {
     let student = load(Some(2));
     assert_eq!(student.config().num_hidden_layers, 2);
-    let names = student.varmap().data().lock().unwrap().keys().cloned().collect::<Vec<_>>();
+    let names = student
+        .varmap()
+        .data()
+        .lock()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>();
     assert!(names.iter().any(|n| n.starts_with("bert.encoder.layer.1.")));
     assert!(!names.iter().any(|n| n.starts_with("bert.encoder.layer.2.")));
 
-    let error = CrossEncoder::load(&minilm_dir(), &LoadOptions { layers: Some(9), seed: 1 }).err().unwrap();
-    assert!(error.to_string().contains("--layers 9 is out of range"), "{error}");
+    let error = CrossEncoder::load(
+        &minilm_dir(),
+        &LoadOptions {
+            layers: Some(9),
+            seed: 1,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        error.to_string().contains("--layers 9 is out of range"),
+        "{error}"
+    );
 }
 
 /// Copies the MiniLM folder into `dir`, then applies `change` to it.
@@ -107,10 +174,15 @@ fn broken_copy(dir: &Path, change: impl Fn(&Path)) -> PathBuf {
 #[test]
 fn missing_tokenizer_names_file() {
     let dir = TempDir::new().unwrap();
-    let model = broken_copy(dir.path(), |m| std::fs::remove_file(m.join("tokenizer.json")).unwrap());
+    let model = broken_copy(dir.path(), |m| {
+        std::fs::remove_file(m.join("tokenizer.json")).unwrap()
+    });
     let error = CrossEncoder::load(&model, &LoadOptions::default()).err().unwrap();
     assert!(matches!(error, ModelError::MissingFile { .. }), "{error}");
-    assert!(error.to_string().contains("tokenizer.json: file not found"), "{error}");
+    assert!(
+        error.to_string().contains("tokenizer.json: file not found"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -118,10 +190,20 @@ fn unsupported_architecture_names_config() {
     let dir = TempDir::new().unwrap();
     let model = broken_copy(dir.path(), |m| {
         let config = std::fs::read_to_string(m.join("config.json")).unwrap();
-        std::fs::write(m.join("config.json"), config.replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\"")).unwrap();
+        std::fs::write(
+            m.join("config.json"),
+            config.replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\""),
+        )
+        .unwrap();
     });
-    let error = CrossEncoder::load(&model, &LoadOptions::default()).err().unwrap().to_string();
-    assert!(error.contains("config.json: unsupported architecture model_type \"gpt2\""), "{error}");
+    let error = CrossEncoder::load(&model, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("config.json: unsupported architecture model_type \"gpt2\""),
+        "{error}"
+    );
 }
 
 /// Rewrites the checkpoint with one tensor replaced.
@@ -139,10 +221,19 @@ fn wrong_shape_names_tensor() {
         let wrong = Tensor::zeros((384, 100), DType::F32, &candle_core::Device::Cpu).unwrap();
         replace_tensor(m, "encoder.layer.3.attention.self.key.weight", wrong);
     });
-    let error = CrossEncoder::load(&model, &LoadOptions::default()).err().unwrap().to_string();
+    let error = CrossEncoder::load(&model, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("model.safetensors"), "{error}");
-    assert!(error.contains("tensor bert.encoder.layer.3.attention.self.key.weight"), "{error}");
-    assert!(error.contains("shape [384, 100] does not match the expected [384, 384]"), "{error}");
+    assert!(
+        error.contains("tensor bert.encoder.layer.3.attention.self.key.weight"),
+        "{error}"
+    );
+    assert!(
+        error.contains("shape [384, 100] does not match the expected [384, 384]"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -152,8 +243,14 @@ fn wrong_dtype_names_tensor() {
         let wrong = Tensor::zeros(384, DType::I64, &candle_core::Device::Cpu).unwrap();
         replace_tensor(m, "embeddings.LayerNorm.bias", wrong);
     });
-    let error = CrossEncoder::load(&model, &LoadOptions::default()).err().unwrap().to_string();
-    assert!(error.contains("tensor bert.embeddings.LayerNorm.bias: dtype I64 is not a float type"), "{error}");
+    let error = CrossEncoder::load(&model, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("tensor bert.embeddings.LayerNorm.bias: dtype I64 is not a float type"),
+        "{error}"
+    );
 }
 
 /// Returns whether Python transformers can be imported. In CI (`CI=true`) it must be.
@@ -183,9 +280,18 @@ fn python_reference(mode: &str, model: &Path, request: serde_json::Value) -> ser
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "reference.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "reference.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -199,9 +305,21 @@ fn real_pairs() -> Vec<(String, String)> {
     let mut passages = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(collection), &mut passages).unwrap();
 
-    let queries: Vec<&str> = queries.lines().take(6).map(|line| line.split('\t').nth(1).unwrap()).collect();
-    let passages: Vec<&str> = passages.lines().take(6).map(|line| line.split('\t').nth(1).unwrap()).collect();
-    queries.iter().zip(passages.iter().rev()).map(|(q, p)| (q.to_string(), p.to_string())).collect()
+    let queries: Vec<&str> = queries
+        .lines()
+        .take(6)
+        .map(|line| line.split('\t').nth(1).unwrap())
+        .collect();
+    let passages: Vec<&str> = passages
+        .lines()
+        .take(6)
+        .map(|line| line.split('\t').nth(1).unwrap())
+        .collect();
+    queries
+        .iter()
+        .zip(passages.iter().rev())
+        .map(|(q, p)| (q.to_string(), p.to_string()))
+        .collect()
 }
 
 #[test]
@@ -217,14 +335,25 @@ fn saved_checkpoint_matches_transformers() {
 
         let pairs = real_pairs();
         let pair_refs: Vec<(&str, &str)> = pairs.iter().map(|(q, p)| (q.as_str(), p.as_str())).collect();
-        let ours = CrossEncoder::load(&saved, &LoadOptions::default()).unwrap().score(&pair_refs, 64).unwrap();
-        assert_eq!(ours, model.score(&pair_refs, 64).unwrap(), "reloading the saved model changes scores");
+        let ours = CrossEncoder::load(&saved, &LoadOptions::default())
+            .unwrap()
+            .score(&pair_refs, 64)
+            .unwrap();
+        assert_eq!(
+            ours,
+            model.score(&pair_refs, 64).unwrap(),
+            "reloading the saved model changes scores"
+        );
 
         let request = serde_json::json!({ "pairs": pairs, "max_len": 64 });
-        let reference: Vec<f32> = serde_json::from_value(python_reference("logits", &saved, request)).unwrap();
+        let reference: Vec<f32> =
+            serde_json::from_value(python_reference("logits", &saved, request)).unwrap();
         assert_eq!(reference.len(), ours.len());
         for (index, (a, b)) in ours.iter().zip(&reference).enumerate() {
-            assert!((a - b).abs() < 1e-4, "layers {layers:?}, pair {index}: rankdistill {a}, transformers {b}");
+            assert!(
+                (a - b).abs() < 1e-4,
+                "layers {layers:?}, pair {index}: rankdistill {a}, transformers {b}"
+            );
         }
     }
 }
@@ -235,13 +364,30 @@ fn hidden_states_match_transformers() {
         return;
     }
     let model = load(None);
-    let texts: Vec<String> = real_pairs().into_iter().map(|(_, passage)| passage).take(3).collect();
-    let reference: Vec<Vec<Vec<f32>>> =
-        serde_json::from_value(python_reference("hidden", &minilm_dir(), serde_json::json!({ "texts": texts }))).unwrap();
+    let texts: Vec<String> = real_pairs()
+        .into_iter()
+        .map(|(_, passage)| passage)
+        .take(3)
+        .collect();
+    let reference: Vec<Vec<Vec<f32>>> = serde_json::from_value(python_reference(
+        "hidden",
+        &minilm_dir(),
+        serde_json::json!({ "texts": texts }),
+    ))
+    .unwrap();
 
     for (text, expected) in texts.iter().zip(&reference) {
         let batch = model.tokenize_texts(&[text.as_str()], 512).unwrap();
-        let hidden = model.model().bert.forward(&batch.input_ids, &batch.token_type_ids, &batch.attention_mask, false).unwrap();
+        let hidden = model
+            .model()
+            .bert
+            .forward(
+                &batch.input_ids,
+                &batch.token_type_ids,
+                &batch.attention_mask,
+                false,
+            )
+            .unwrap();
         let hidden: Vec<Vec<f32>> = hidden.squeeze(0).unwrap().to_vec2().unwrap();
         assert_eq!(hidden.len(), expected.len(), "token count differs for {text:?}");
         let max_difference = hidden
@@ -250,6 +396,9 @@ fn hidden_states_match_transformers() {
             .zip(expected.iter().flatten())
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(max_difference < 1e-4, "hidden states differ by {max_difference} for {text:?}");
+        assert!(
+            max_difference < 1e-4,
+            "hidden states differ by {max_difference} for {text:?}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 pub mod beir;
 pub mod groups;
 pub mod msmarco;
+pub mod scores;
 pub mod trec;
 
 use serde_json::Value as Json;

@@ -85,14 +85,20 @@ impl BertConfig {
 
 /// Builds a linear layer initialised as transformers does: normal weights, zero bias.
 fn linear(in_dim: usize, out_dim: usize, config: &BertConfig, vb: VarBuilder) -> Result<Linear> {
-    let init = Init::Randn { mean: 0.0, stdev: config.initializer_range };
+    let init = Init::Randn {
+        mean: 0.0,
+        stdev: config.initializer_range,
+    };
     let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
     let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
     Ok(Linear::new(weight, Some(bias)))
 }
 
 fn embedding(count: usize, size: usize, config: &BertConfig, vb: VarBuilder) -> Result<Embedding> {
-    let init = Init::Randn { mean: 0.0, stdev: config.initializer_range };
+    let init = Init::Randn {
+        mean: 0.0,
+        stdev: config.initializer_range,
+    };
     let weights = vb.get_with_hints((count, size), "weight", init)?;
     Ok(Embedding::new(weights, size))
 }
@@ -190,21 +196,33 @@ impl BertSelfAttention {
         })
     }
 
-    /// Splits `[batch, seq, hidden]` into `[batch, heads, seq, head_size]`.
-    fn split_heads(&self, xs: &Tensor) -> Result<Tensor> {
-        let (batch, seq_len, _) = xs.dims3()?;
-        xs.reshape((batch, seq_len, self.num_heads, self.head_size))?
-            .transpose(1, 2)?
-            .contiguous()
+    /// Projects `hidden` to queries, keys and values, each `[batch, heads, seq, head_size]`, with
+    /// one matrix product over the three stacked weight matrices.
+    fn project(&self, hidden: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (batch, seq_len, _) = hidden.dims3()?;
+        let weight = Tensor::cat(&[self.query.weight(), self.key.weight(), self.value.weight()], 0)?;
+        let bias = Tensor::cat(
+            &[bias_of(&self.query)?, bias_of(&self.key)?, bias_of(&self.value)?],
+            0,
+        )?;
+        let stacked = hidden.broadcast_matmul(&weight.t()?)?.broadcast_add(&bias)?;
+
+        let heads = stacked
+            .reshape((batch, seq_len, 3, self.num_heads, self.head_size))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        Ok((heads.get(0)?, heads.get(1)?, heads.get(2)?))
     }
 
-    fn forward(&self, hidden: &Tensor, mask_bias: &Tensor, train: bool) -> Result<Tensor> {
-        let query = self.split_heads(&self.query.forward(hidden)?)?;
-        let key = self.split_heads(&self.key.forward(hidden)?)?;
-        let value = self.split_heads(&self.value.forward(hidden)?)?;
+    /// `mask_bias` is `None` when the batch has no padding.
+    fn forward(&self, hidden: &Tensor, mask_bias: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        let (query, key, value) = self.project(hidden)?;
+        let query = (query * (1.0 / (self.head_size as f64).sqrt()))?;
 
-        let scale = 1.0 / (self.head_size as f64).sqrt();
-        let scores = (query.matmul(&key.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        let mut scores = query.matmul(&key.t()?)?;
+        if let Some(mask_bias) = mask_bias {
+            scores = scores.broadcast_add(mask_bias)?;
+        }
         let probs = if train {
             candle_nn::ops::softmax(&scores, D::Minus1)?
         } else {
@@ -216,6 +234,13 @@ impl BertSelfAttention {
         let (batch, seq_len, _, _) = context.dims4()?;
         context.reshape((batch, seq_len, self.num_heads * self.head_size))
     }
+}
+
+fn bias_of(linear: &Linear) -> Result<Tensor> {
+    linear
+        .bias()
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg("BERT attention projections have a bias".into()))
 }
 
 /// The dense projection, dropout and residual layer norm that follow attention and feed-forward.
@@ -265,7 +290,7 @@ impl BertLayer {
         })
     }
 
-    fn forward(&self, hidden: &Tensor, mask_bias: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, hidden: &Tensor, mask_bias: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let attended = self.attention.forward(hidden, mask_bias, train)?;
         let hidden = self.attention_output.forward(&attended, hidden, train)?;
 
@@ -290,7 +315,12 @@ impl BertModel {
         Ok(Self {
             embeddings: BertEmbeddings::load(vb.pp("embeddings"), config)?,
             layers,
-            pooler: linear(config.hidden_size, config.hidden_size, config, vb.pp("pooler").pp("dense"))?,
+            pooler: linear(
+                config.hidden_size,
+                config.hidden_size,
+                config,
+                vb.pp("pooler").pp("dense"),
+            )?,
         })
     }
 
@@ -306,7 +336,7 @@ impl BertModel {
         let mask_bias = attention_mask_bias(attention_mask)?;
         let mut hidden = self.embeddings.forward(input_ids, token_type_ids, train)?;
         for layer in &self.layers {
-            hidden = layer.forward(&hidden, &mask_bias, train)?;
+            hidden = layer.forward(&hidden, mask_bias.as_ref(), train)?;
         }
         Ok(hidden)
     }
@@ -319,12 +349,16 @@ impl BertModel {
 }
 
 /// Turns a `[batch, seq]` 0/1 mask into an additive `[batch, 1, 1, seq]` bias: 0 for tokens, the
-/// lowest f32 for padding, as transformers does.
-fn attention_mask_bias(attention_mask: &Tensor) -> Result<Tensor> {
+/// lowest f32 for padding, as transformers does. Returns `None` when nothing is padding, which
+/// saves an addition over every attention score.
+fn attention_mask_bias(attention_mask: &Tensor) -> Result<Option<Tensor>> {
     let (batch, seq_len) = attention_mask.dims2()?;
     let mask = attention_mask.to_dtype(DType::F32)?;
+    if mask.min_all()?.to_scalar::<f32>()? > 0.0 {
+        return Ok(None);
+    }
     let bias = ((mask - 1.0)? * (-(f32::MIN as f64)))?;
-    bias.reshape((batch, 1, 1, seq_len))
+    Ok(Some(bias.reshape((batch, 1, 1, seq_len))?))
 }
 
 /// BERT with a pooler, dropout and a linear classifier over `num_labels` outputs.
@@ -351,7 +385,9 @@ impl BertForSequenceClassification {
         attention_mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        let hidden = self.bert.forward(input_ids, token_type_ids, attention_mask, train)?;
+        let hidden = self
+            .bert
+            .forward(input_ids, token_type_ids, attention_mask, train)?;
         let pooled = self.dropout.forward(&self.bert.pool(&hidden)?, train)?;
         self.classifier.forward(&pooled)
     }
