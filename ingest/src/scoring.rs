@@ -89,7 +89,7 @@ pub struct ScoringPlan {
     passages: HashMap<String, String>,
 }
 
-/// What a run did.
+/// Counts and timing of one scoring run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoringSummary {
     pub scored: u64,

@@ -282,3 +282,62 @@ fn two_s3_shards_equal_one_run() {
         );
     }
 }
+
+#[test]
+fn precomputed_scores_imported() {
+    let dir = TempDir::new().unwrap();
+    let store = dir.path().join("store").to_string_lossy().into_owned();
+    let run = small_run(dir.path(), 2, 5);
+    dl19_store(&store, &run);
+
+    let output = run_ok(
+        rankdistill(&store)
+            .args(["import", "scores", "--name", "bm25-teacher"])
+            .arg(&run),
+    );
+    assert!(output.contains("teacher_scores"), "{output}");
+    assert_eq!(export_sorted(&store, "teacher_scores", &[]).len(), 10);
+
+    let first = std::fs::read_to_string(&run).unwrap();
+    let fields: Vec<&str> = first.lines().next().unwrap().split_whitespace().collect();
+    let jsonl = format!(
+        "{{\"query_id\": \"{}\", \"doc_id\": \"{}\", \"score\": 1.5}}\n",
+        fields[0], fields[2]
+    );
+    let file = write_file(dir.path(), "scores.jsonl", jsonl);
+    run_ok(
+        rankdistill(&store)
+            .args(["import", "scores", "--name", "json-teacher"])
+            .arg(&file),
+    );
+    let json_rows = export_sorted(&store, "teacher_scores", &["--where", "teacher = 'json-teacher'"]);
+    assert_eq!(json_rows.len(), 1);
+    assert!(json_rows[0].contains("\"score\":1.5"), "{json_rows:?}");
+
+    let teachers = export_sorted(&store, "teachers", &[]);
+    assert_eq!(teachers.len(), 2);
+    assert!(
+        teachers
+            .iter()
+            .any(|t| t.contains("\"teacher\":\"bm25-teacher\"") && t.contains("\"pairs\":10")),
+        "{teachers:?}"
+    );
+
+    let bad = write_file(
+        dir.path(),
+        "bad.jsonl",
+        format!(
+            "{{\"query_id\": \"{}\", \"doc_id\": \"{}\"}}\n",
+            fields[0], fields[2]
+        ),
+    );
+    let error = crate::support::run_err(
+        rankdistill(&store)
+            .args(["import", "scores", "--name", "x"])
+            .arg(&bad),
+    );
+    assert!(
+        error.contains("bad.jsonl:1: field \"score\" is missing"),
+        "{error}"
+    );
+}

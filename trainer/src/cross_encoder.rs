@@ -292,7 +292,7 @@ impl CrossEncoder {
     /// `BertForSequenceClassification` with one label.
     ///
     /// The files are written to a temporary folder beside `dir` and moved into place, so `dir`
-    /// holds either the previous model or the complete new one.
+    /// contains either the previous model or the complete new one.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let staging = sibling_path(dir, "partial");
         let io_error = |path: &Path| {

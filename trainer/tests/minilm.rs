@@ -256,15 +256,15 @@ fn wrong_dtype_names_tensor() {
 /// Returns whether Python transformers can be imported. In CI (`CI=true`) it must be.
 fn python_transformers_available() -> bool {
     let available = Command::new("python3")
-        .args(["-c", "import torch, transformers"])
+        .args(["-c", "import torch, transformers, sentence_transformers"])
         .output()
         .map(|output| output.status.success())
         .unwrap_or(false);
     if !available && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI must have Python torch and transformers installed (.ci/run installs them)");
+        panic!("CI must have Python torch, transformers and sentence-transformers installed (.ci/run installs them)");
     }
     if !available {
-        eprintln!("skipping: Python torch and transformers are not installed");
+        eprintln!("skipping: Python torch, transformers and sentence-transformers are not installed");
     }
     available
 }

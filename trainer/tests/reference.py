@@ -1,8 +1,10 @@
 """Reference outputs from Python transformers, for the Rust model tests.
 
 Usage: reference.py logits MODEL_DIR < {"pairs": [[query, passage], ...], "max_len": N}
+       reference.py cross-encoder MODEL_DIR < {"pairs": [[query, passage], ...], "max_len": N}
        reference.py hidden MODEL_DIR < {"texts": [...]}
-Prints JSON: one logit per pair, or the last hidden states per text (without padding).
+Prints JSON: one logit per pair (from transformers, or from sentence-transformers' CrossEncoder
+without its activation), or the last hidden states per text (without padding).
 """
 
 import json
@@ -30,6 +32,12 @@ def main() -> None:
                 return_tensors="pt",
             )
             print(json.dumps(model(**inputs).logits.squeeze(-1).tolist()))
+        elif mode == "cross-encoder":
+            from sentence_transformers import CrossEncoder
+
+            model = CrossEncoder(model_dir, max_length=request["max_len"])
+            pairs = [tuple(pair) for pair in request["pairs"]]
+            print(json.dumps(model.predict(pairs, activation_fn=torch.nn.Identity()).tolist()))
         else:
             model = AutoModel.from_pretrained(model_dir).eval()
             hidden = []

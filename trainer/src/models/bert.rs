@@ -67,9 +67,9 @@ pub enum HiddenAct {
 }
 
 impl HiddenAct {
-    fn forward(self, xs: &Tensor) -> Result<Tensor> {
+    pub fn forward(self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            HiddenAct::Gelu => xs.gelu_erf(),
+            HiddenAct::Gelu => super::gelu::gelu_erf(xs),
             HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => xs.gelu(),
             HiddenAct::Relu => xs.relu(),
         }

@@ -1,3 +1,4 @@
 //! Model architectures, one file each.
 
 pub mod bert;
+mod gelu;
