@@ -402,3 +402,23 @@ fn hidden_states_match_transformers() {
         );
     }
 }
+
+#[test]
+fn padding_does_not_change_scores() {
+    let model = load(Some(3));
+    let long_passage = "The passage is long enough to set the padded length of the batch. ".repeat(6);
+    let pairs = [
+        ("short query", "tiny passage"),
+        ("another query about something", long_passage.as_str()),
+        ("third", "a passage of medium length with several words in it"),
+    ];
+    let batched = model.score(&pairs, 128).unwrap();
+    for (index, pair) in pairs.iter().enumerate() {
+        let alone = model.score(&[*pair], 128).unwrap()[0];
+        assert!(
+            (alone - batched[index]).abs() < 1e-5,
+            "pair {index}: {alone} alone, {} in a batch",
+            batched[index]
+        );
+    }
+}

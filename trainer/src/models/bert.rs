@@ -10,6 +10,8 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Dropout, Embedding, Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::fused;
+
 /// The fields of a transformers BERT `config.json` that the model uses. Other fields are kept in
 /// `extra` so a saved config keeps them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,13 +216,15 @@ impl BertSelfAttention {
         Ok((heads.get(0)?, heads.get(1)?, heads.get(2)?))
     }
 
-    /// `mask_bias` is `None` when the batch has no padding.
-    fn forward(&self, hidden: &Tensor, mask_bias: Option<&Tensor>, train: bool) -> Result<Tensor> {
+    fn forward(&self, hidden: &Tensor, mask: &AttentionMask, train: bool) -> Result<Tensor> {
+        if let (false, Some(lengths)) = (train, &mask.lengths) {
+            return self.forward_fused(hidden, lengths.clone());
+        }
         let (query, key, value) = self.project(hidden)?;
         let query = (query * (1.0 / (self.head_size as f64).sqrt()))?;
 
         let mut scores = query.matmul(&key.t()?)?;
-        if let Some(mask_bias) = mask_bias {
+        if let Some(mask_bias) = &mask.bias {
             scores = scores.broadcast_add(mask_bias)?;
         }
         let probs = if train {
@@ -233,6 +237,19 @@ impl BertSelfAttention {
         let context = probs.matmul(&value)?.transpose(1, 2)?.contiguous()?;
         let (batch, seq_len, _, _) = context.dims4()?;
         context.reshape((batch, seq_len, self.num_heads * self.head_size))
+    }
+
+    /// Runs inference attention with the fused kernels for right-padded sequences.
+    fn forward_fused(&self, hidden: &Tensor, lengths: Vec<usize>) -> Result<Tensor> {
+        let weight = Tensor::cat(&[self.query.weight(), self.key.weight(), self.value.weight()], 0)?;
+        let bias = Tensor::cat(
+            &[bias_of(&self.query)?, bias_of(&self.key)?, bias_of(&self.value)?],
+            0,
+        )?;
+        let stacked = fused::linear(hidden, &weight, &bias, false)?;
+
+        let scale = 1.0 / (self.head_size as f32).sqrt();
+        fused::padded_attention(&stacked, lengths, self.num_heads, scale)
     }
 }
 
@@ -260,8 +277,12 @@ impl BertResidualOutput {
     }
 
     fn forward(&self, xs: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = self.dropout.forward(&self.dense.forward(xs)?, train)?;
-        self.layer_norm.forward(&(xs + residual)?, train)
+        let projected = if train {
+            self.dropout.forward(&self.dense.forward(xs)?, true)?
+        } else {
+            fused::linear(xs, self.dense.weight(), &bias_of(&self.dense)?, false)?
+        };
+        self.layer_norm.forward(&(projected + residual)?, train)
     }
 }
 
@@ -290,11 +311,20 @@ impl BertLayer {
         })
     }
 
-    fn forward(&self, hidden: &Tensor, mask_bias: Option<&Tensor>, train: bool) -> Result<Tensor> {
-        let attended = self.attention.forward(hidden, mask_bias, train)?;
+    fn forward(&self, hidden: &Tensor, mask: &AttentionMask, train: bool) -> Result<Tensor> {
+        let attended = self.attention.forward(hidden, mask, train)?;
         let hidden = self.attention_output.forward(&attended, hidden, train)?;
 
-        let intermediate = self.activation.forward(&self.intermediate.forward(&hidden)?)?;
+        let intermediate = if !train && self.activation == HiddenAct::Gelu {
+            fused::linear(
+                &hidden,
+                self.intermediate.weight(),
+                &bias_of(&self.intermediate)?,
+                true,
+            )?
+        } else {
+            self.activation.forward(&self.intermediate.forward(&hidden)?)?
+        };
         self.output.forward(&intermediate, &hidden, train)
     }
 }
@@ -333,10 +363,10 @@ impl BertModel {
         attention_mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        let mask_bias = attention_mask_bias(attention_mask)?;
+        let mask = AttentionMask::new(attention_mask, train)?;
         let mut hidden = self.embeddings.forward(input_ids, token_type_ids, train)?;
         for layer in &self.layers {
-            hidden = layer.forward(&hidden, mask_bias.as_ref(), train)?;
+            hidden = layer.forward(&hidden, &mask, train)?;
         }
         Ok(hidden)
     }
@@ -348,17 +378,41 @@ impl BertModel {
     }
 }
 
-/// Turns a `[batch, seq]` 0/1 mask into an additive `[batch, 1, 1, seq]` bias: 0 for tokens, the
-/// lowest f32 for padding, as transformers does. Returns `None` when nothing is padding, which
-/// saves an addition over every attention score.
-fn attention_mask_bias(attention_mask: &Tensor) -> Result<Option<Tensor>> {
-    let (batch, seq_len) = attention_mask.dims2()?;
-    let mask = attention_mask.to_dtype(DType::F32)?;
-    if mask.min_all()?.to_scalar::<f32>()? > 0.0 {
-        return Ok(None);
+/// The attention mask in the forms the attention implementations use.
+struct AttentionMask {
+    /// Additive `[batch, 1, 1, seq]` bias: 0 for tokens, the lowest f32 for padding, as
+    /// transformers does. `None` when nothing is padding or when `lengths` is used.
+    bias: Option<Tensor>,
+    /// Real tokens per sequence, for the fused inference kernels; `None` in training and when
+    /// the padding is not all on the right.
+    lengths: Option<Vec<usize>>,
+}
+
+impl AttentionMask {
+    fn new(attention_mask: &Tensor, train: bool) -> Result<Self> {
+        let lengths = if train {
+            None
+        } else {
+            fused::right_padded_lengths(attention_mask)?
+        };
+        if lengths.is_some() {
+            return Ok(Self { bias: None, lengths });
+        }
+
+        let (batch, seq_len) = attention_mask.dims2()?;
+        let mask = attention_mask.to_dtype(DType::F32)?;
+        if mask.min_all()?.to_scalar::<f32>()? > 0.0 {
+            return Ok(Self {
+                bias: None,
+                lengths: None,
+            });
+        }
+        let bias = ((mask - 1.0)? * (-(f32::MIN as f64)))?;
+        Ok(Self {
+            bias: Some(bias.reshape((batch, 1, 1, seq_len))?),
+            lengths: None,
+        })
     }
-    let bias = ((mask - 1.0)? * (-(f32::MIN as f64)))?;
-    Ok(Some(bias.reshape((batch, 1, 1, seq_len))?))
 }
 
 /// BERT with a pooler, dropout and a linear classifier over `num_labels` outputs.

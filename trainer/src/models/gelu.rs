@@ -34,6 +34,15 @@ fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// Applies the GELU to every element in place, in parallel.
+pub(super) fn gelu_slice(values: &mut [f32]) {
+    values.par_chunks_mut(CHUNK).for_each(|chunk| {
+        for value in chunk {
+            *value = gelu(*value);
+        }
+    });
+}
+
 /// GELU, `x · Φ(x)`, with Φ computed from the erf approximation above.
 struct GeluErf;
 

@@ -1,4 +1,5 @@
 //! Model architectures, one file each.
 
 pub mod bert;
+mod fused;
 mod gelu;
