@@ -493,6 +493,11 @@ impl Importer {
             })
             .map(|(write, _)| write)
             .collect();
+        if staged.iter().all(|write| write.rows() == 0) {
+            return Err(IngestError::InvalidArgument(format!(
+                "{message}: the input contains no rows, so nothing was imported"
+            )));
+        }
         let tables: Vec<(Table, u64)> = staged.iter().map(|w| (w.table(), w.rows())).collect();
         let versions = self.store.commit(staged, &message).await?;
 

@@ -212,11 +212,13 @@ impl<'a> TeacherScorer<'a> {
         Ok(())
     }
 
-    /// Scores the planned pairs, committing every `commit_every` pairs, then updates the
-    /// teacher's provenance row.
+    /// Scores the planned pairs, committing every `commit_every` pairs. The teacher's provenance
+    /// row is written before the first commit, so a resumed run is checked against it, and
+    /// updated at the end.
     pub async fn run(&self, plan: &ScoringPlan) -> Result<ScoringSummary> {
         let started = Instant::now();
         self.store.ensure_table(Table::TeacherScores).await?;
+        self.write_provenance(0.0).await?;
         info!(
             teacher = %self.options.teacher,
             shard = %self.options.shard,

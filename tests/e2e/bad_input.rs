@@ -310,6 +310,18 @@ fn group_without_positive() {
 }
 
 #[test]
+fn empty_input_file() {
+    let dir = TempDir::new().unwrap();
+    let store = valid_store(dir.path());
+    let file = write_file(dir.path(), "empty.tsv", "\n");
+    expect_rejected(
+        &store,
+        &["import", "passages", file.to_str().unwrap()],
+        &["the input contains no rows"],
+    );
+}
+
+#[test]
 fn missing_input_file() {
     let dir = TempDir::new().unwrap();
     let store = valid_store(dir.path());

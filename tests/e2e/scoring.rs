@@ -197,6 +197,13 @@ fn killed_scoring_resumes_without_duplicates() {
         partial >= 32 && partial < 240,
         "the first run was killed after {partial} scores"
     );
+    let teachers = export_sorted(&store, "teachers", &[]);
+    assert_eq!(
+        teachers.len(),
+        1,
+        "the provenance row is written before the first commit"
+    );
+    assert!(teachers[0].contains("\"max_len\":64"), "{teachers:?}");
 
     let output = run_ok(&mut score_command(&store, &args));
     assert!(
