@@ -50,6 +50,34 @@ pub enum Command {
     /// Score every candidate pair, and every judged pair with passage text, with a teacher
     /// cross-encoder, and store the logits in teacher_scores.
     Score(ScoreArgs),
+    /// Evaluate a TREC run file against a TREC qrels file with trec_eval's semantics.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// TREC run file: qid Q0 docid rank score tag.
+    #[arg(long)]
+    pub run_file: PathBuf,
+
+    /// TREC qrels file: qid iteration docid relevance.
+    #[arg(long)]
+    pub qrels_file: PathBuf,
+
+    /// Comma-separated measures, named as ir_measures names them (nDCG@10, RR@10, AP, R@100, P@10).
+    #[arg(long, default_value = "nDCG@10,RR@10,AP,R@100,P@10", value_delimiter = ',')]
+    pub metrics: Vec<String>,
+
+    /// Lowest relevance grade that binary measures (RR, AP, R@k, P@k) count as relevant.
+    #[arg(long, default_value_t = 1)]
+    pub rel_threshold: i32,
+
+    /// Print each query's values too.
+    #[arg(long)]
+    pub per_query: bool,
+
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

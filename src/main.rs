@@ -37,6 +37,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Import(command) => commands::import::run(store, command, cli.quiet).await,
         Command::Store(command) => commands::store::run(store, command).await,
         Command::Score(args) => commands::score::run(store, args, cli.quiet).await,
+        Command::Evaluate(args) => commands::evaluate::run(args),
     }
 }
 

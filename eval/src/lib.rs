@@ -1,3 +1,6 @@
-//! Evaluation over a rankdistill store. So far: a summary of the collection a store holds.
+//! Evaluation over a rankdistill store: trec_eval-compatible measures and a summary of the
+//! collection a store holds.
 
+pub mod metrics;
 pub mod summary;
+pub mod trec;

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod evaluate;
 pub mod import;
 pub mod score;
 pub mod store;

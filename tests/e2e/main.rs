@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod evaluation;
 mod import_counts;
 mod interrupted_import;
 mod s3;
