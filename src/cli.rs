@@ -52,6 +52,20 @@ pub enum Command {
     Score(ScoreArgs),
     /// Evaluate a TREC run file against a TREC qrels file with trec_eval's semantics.
     Evaluate(EvaluateArgs),
+    /// Run a DataFusion SQL query over every table of the store.
+    Sql {
+        /// The query, such as "SELECT teacher, count(*) FROM teacher_scores GROUP BY teacher".
+        query: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: SqlFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Args)]

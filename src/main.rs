@@ -38,6 +38,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Store(command) => commands::store::run(store, command).await,
         Command::Score(args) => commands::score::run(store, args, cli.quiet).await,
         Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Sql { query, format } => commands::sql::run(store, &query, format).await,
     }
 }
 

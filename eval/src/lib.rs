@@ -2,5 +2,6 @@
 //! collection a store holds.
 
 pub mod metrics;
+pub mod sql;
 pub mod summary;
 pub mod trec;

@@ -3,6 +3,7 @@
 pub mod evaluate;
 pub mod import;
 pub mod score;
+pub mod sql;
 pub mod store;
 
 use anyhow::{Context, Result};

@@ -9,4 +9,5 @@ mod import_counts;
 mod interrupted_import;
 mod s3;
 mod scoring;
+mod sql;
 mod versions;
