@@ -158,9 +158,13 @@ impl Store {
         }
         let schema = table.schema();
         let empty = RecordBatchStreamAdapter::new(schema, futures::stream::empty());
-        let staged = self.stage(table, WriteMode::Append, Box::pin(empty)).await?;
-        match self.commit(vec![staged], "create empty table").await {
-            Ok(_) => Ok(()),
+        let created = match self.stage(table, WriteMode::Append, Box::pin(empty)).await {
+            Ok(staged) => self.commit(vec![staged], "create empty table").await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        match created {
+            Ok(()) => Ok(()),
+            // Lance reports a concurrent creation at staging or at commit time.
             Err(error) if self.try_dataset(table).await?.is_some() => {
                 debug!(table = %table, %error, "another writer created the table first");
                 Ok(())
@@ -233,4 +237,25 @@ fn count_rows(batches: SendableRecordBatchStream) -> (SendableRecordBatchStream,
     };
     let stream = RecordBatchStreamAdapter::new(schema, counted);
     (Box::pin(stream), counter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::S3Settings;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_ensure_table_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), S3Settings::default()).unwrap();
+
+        let attempts = (0..4).map(|_| store.ensure_table(Table::TeacherScores));
+        let results = futures::future::join_all(attempts).await;
+        for result in results {
+            assert!(result.is_ok(), "{:?}", result.err());
+        }
+        let dataset = store.try_dataset(Table::TeacherScores).await.unwrap();
+        assert!(dataset.is_some(), "the table exists");
+        assert_eq!(store.count_rows(Table::TeacherScores, None).await.unwrap(), 0);
+    }
 }
