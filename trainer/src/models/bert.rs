@@ -198,15 +198,21 @@ impl BertSelfAttention {
         })
     }
 
-    /// Projects `hidden` to queries, keys and values, each `[batch, heads, seq, head_size]`, with
-    /// one matrix product over the three stacked weight matrices.
-    fn project(&self, hidden: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let (batch, seq_len, _) = hidden.dims3()?;
+    /// Returns the query, key and value weights stacked as `[3 · hidden, hidden]`, and their biases.
+    fn stacked_parameters(&self) -> Result<(Tensor, Tensor)> {
         let weight = Tensor::cat(&[self.query.weight(), self.key.weight(), self.value.weight()], 0)?;
         let bias = Tensor::cat(
             &[bias_of(&self.query)?, bias_of(&self.key)?, bias_of(&self.value)?],
             0,
         )?;
+        Ok((weight, bias))
+    }
+
+    /// Projects `hidden` to queries, keys and values, each `[batch, heads, seq, head_size]`, with
+    /// one matrix product over the three stacked weight matrices.
+    fn project(&self, hidden: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (batch, seq_len, _) = hidden.dims3()?;
+        let (weight, bias) = self.stacked_parameters()?;
         let stacked = hidden.broadcast_matmul(&weight.t()?)?.broadcast_add(&bias)?;
 
         let heads = stacked
@@ -241,11 +247,7 @@ impl BertSelfAttention {
 
     /// Runs inference attention with the fused kernels for right-padded sequences.
     fn forward_fused(&self, hidden: &Tensor, lengths: Vec<usize>) -> Result<Tensor> {
-        let weight = Tensor::cat(&[self.query.weight(), self.key.weight(), self.value.weight()], 0)?;
-        let bias = Tensor::cat(
-            &[bias_of(&self.query)?, bias_of(&self.key)?, bias_of(&self.value)?],
-            0,
-        )?;
+        let (weight, bias) = self.stacked_parameters()?;
         let stacked = fused::linear(hidden, &weight, &bias, false)?;
 
         let scale = 1.0 / (self.head_size as f32).sqrt();
