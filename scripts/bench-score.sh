@@ -31,12 +31,12 @@ import gzip, sys
 data, run = sys.argv[1], sys.argv[2]
 queries = dict(line.rstrip("\n").split("\t", 1) for line in open(f"{data}/queries.tsv", encoding="utf-8"))
 needed = [line.split()[:3:2] for line in open(run)]
-wanted = {doc for _, doc in needed}
+needed_docs = {doc for _, doc in needed}
 passages = {}
 with gzip.open(f"{data}/collection.tsv.gz", "rt", encoding="utf-8") as f:
     for line in f:
         doc, text = line.rstrip("\n").split("\t", 1)
-        if doc in wanted:
+        if doc in needed_docs:
             passages[doc] = text
 for query, doc in needed:
     print(f"{queries[query]}\t{passages[doc]}")

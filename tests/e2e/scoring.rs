@@ -151,7 +151,7 @@ fn dl19_scored_once_per_pair() {
 fn small_run(dir: &Path, queries: usize, depth: usize) -> PathBuf {
     let text = std::fs::read_to_string(data_dir().join("trec-dl-2019/runs/bm25.trec")).unwrap();
     let mut seen: Vec<&str> = Vec::new();
-    let mut kept = String::new();
+    let mut run_lines = String::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if !seen.contains(&fields[0]) {
@@ -159,11 +159,11 @@ fn small_run(dir: &Path, queries: usize, depth: usize) -> PathBuf {
         }
         let rank: usize = fields[3].parse().unwrap();
         if seen.len() <= queries && rank <= depth {
-            kept.push_str(line);
-            kept.push('\n');
+            run_lines.push_str(line);
+            run_lines.push('\n');
         }
     }
-    write_file(dir, "small.trec", kept)
+    write_file(dir, "small.trec", run_lines)
 }
 
 #[test]

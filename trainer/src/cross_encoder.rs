@@ -154,8 +154,8 @@ impl CrossEncoder {
         Ok(self.encode_texts(&[text])?.remove(0).len())
     }
 
-    /// Tokenizes pairs as `[CLS] query [SEP] passage [SEP]` and pads them into one batch; see
-    /// [`CrossEncoder::encode_pairs`] for truncation.
+    /// Tokenizes pairs as `[CLS] query [SEP] passage [SEP]` and pads them into one batch.
+    /// [`CrossEncoder::encode_pairs`] describes the truncation.
     pub fn tokenize(&self, pairs: &[(&str, &str)], max_len: usize) -> Result<PairBatch> {
         let encoded = self.encode_pairs(pairs, max_len)?;
         self.collate(&encoded)
@@ -263,7 +263,7 @@ impl CrossEncoder {
         })
     }
 
-    /// Returns one logit per pair, `[batch]`; dropout is active when `train` is true.
+    /// Returns one logit per pair, `[batch]`. Dropout is active when `train` is true.
     pub fn logits(&self, batch: &PairBatch, train: bool) -> Result<Tensor> {
         let logits = self.model.forward(
             &batch.input_ids,

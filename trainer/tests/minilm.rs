@@ -29,12 +29,12 @@ fn load(layers: Option<usize>) -> CrossEncoder {
     CrossEncoder::load(&minilm_dir(), &LoadOptions { layers, seed: 7 }).expect("MiniLM loads")
 }
 
-/// Returns L2-normalised mean-pooled sentence embeddings.
-fn sentence_embeddings(model: &CrossEncoder, texts: &[&str]) -> Tensor {
-    let batch = model.tokenize_texts(texts, 128).unwrap();
-    let hidden = model
-        .model()
-        .bert
+/// Runs the encoder in inference mode on single texts; returns the last hidden states and the
+/// attention mask.
+fn encoder_hidden_states(model: &CrossEncoder, texts: &[&str], max_len: usize) -> (Tensor, Tensor) {
+    let batch = model.tokenize_texts(texts, max_len).unwrap();
+    let bert = &model.model().bert;
+    let hidden = bert
         .forward(
             &batch.input_ids,
             &batch.token_type_ids,
@@ -42,7 +42,13 @@ fn sentence_embeddings(model: &CrossEncoder, texts: &[&str]) -> Tensor {
             false,
         )
         .unwrap();
-    let pooled = mean_pool(&hidden, &batch.attention_mask).unwrap();
+    (hidden, batch.attention_mask)
+}
+
+/// Returns L2-normalised mean-pooled sentence embeddings.
+fn sentence_embeddings(model: &CrossEncoder, texts: &[&str]) -> Tensor {
+    let (hidden, attention_mask) = encoder_hidden_states(model, texts, 128);
+    let pooled = mean_pool(&hidden, &attention_mask).unwrap();
     let norms = pooled
         .sqr()
         .unwrap()
@@ -377,17 +383,7 @@ fn hidden_states_match_transformers() {
     .unwrap();
 
     for (text, expected) in texts.iter().zip(&reference) {
-        let batch = model.tokenize_texts(&[text.as_str()], 512).unwrap();
-        let hidden = model
-            .model()
-            .bert
-            .forward(
-                &batch.input_ids,
-                &batch.token_type_ids,
-                &batch.attention_mask,
-                false,
-            )
-            .unwrap();
+        let (hidden, _) = encoder_hidden_states(&model, &[text.as_str()], 512);
         let hidden: Vec<Vec<f32>> = hidden.squeeze(0).unwrap().to_vec2().unwrap();
         assert_eq!(hidden.len(), expected.len(), "token count differs for {text:?}");
         let max_difference = hidden
