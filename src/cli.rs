@@ -50,8 +50,20 @@ pub enum Command {
     /// Score every candidate pair, and every judged pair with passage text, with a teacher
     /// cross-encoder, and store the logits in teacher_scores.
     Score(ScoreArgs),
-    /// Evaluate a TREC run file against a TREC qrels file with trec_eval's semantics.
+    /// Build training groups (query, positives, negatives, texts, labels, teacher scores) into the
+    /// groups table.
+    Pack(PackArgs),
+    /// Train a cross-encoder on a group set, contrastively or by distillation from teacher scores.
+    Train(TrainArgs),
+    /// Rerank each query's first-stage candidates with a cross-encoder and store the run.
+    Rerank(RerankArgs),
+    /// Evaluate a run (from the store or a TREC file) against qrels with trec_eval's semantics.
     Evaluate(EvaluateArgs),
+    /// Compare two evaluated runs query by query: wins, ties, losses and paired significance tests.
+    Compare(CompareArgs),
+    /// Draw a PNG chart of a SQL query's result.
+    #[command(subcommand)]
+    Plot(PlotCommand),
     /// Run a DataFusion SQL query over every table of the store.
     Sql {
         /// The query, such as "SELECT teacher, count(*) FROM teacher_scores GROUP BY teacher".
@@ -69,14 +81,24 @@ pub enum SqlFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("run_input").required(true).args(["run", "run_file"])))]
+#[command(group(clap::ArgGroup::new("qrels_input").required(true).args(["split", "qrels_file"])))]
 pub struct EvaluateArgs {
+    /// Run in the store: a reranked run, or a candidates source such as bm25.
+    #[arg(long)]
+    pub run: Option<String>,
+
     /// TREC run file: qid Q0 docid rank score tag.
     #[arg(long)]
-    pub run_file: PathBuf,
+    pub run_file: Option<PathBuf>,
+
+    /// Qrels split in the store. With --run, the per-query values go to the metrics table.
+    #[arg(long)]
+    pub split: Option<String>,
 
     /// TREC qrels file: qid iteration docid relevance.
     #[arg(long)]
-    pub qrels_file: PathBuf,
+    pub qrels_file: Option<PathBuf>,
 
     /// Comma-separated measures, named as ir_measures names them (nDCG@10, RR@10, AP, R@100, P@10).
     #[arg(long, default_value = "nDCG@10,RR@10,AP,R@100,P@10", value_delimiter = ',')]
@@ -92,6 +114,250 @@ pub struct EvaluateArgs {
 
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// Name of the group set; packing the same name again replaces it.
+    #[arg(long)]
+    pub name: String,
+
+    /// Qrels split whose judgments give positives and judged negatives.
+    #[arg(long, default_value = "train")]
+    pub split: String,
+
+    /// Candidates source of the negatives.
+    #[arg(long, default_value = "bm25")]
+    pub source: String,
+
+    /// Candidates up to this rank join the negative pool.
+    #[arg(long, default_value_t = 100)]
+    pub depth: usize,
+
+    /// Lowest relevance grade of a positive.
+    #[arg(long, default_value_t = 1)]
+    pub min_relevance: i32,
+
+    /// Skip queries with fewer negatives than this (group size minus one for training).
+    #[arg(long, default_value_t = 7)]
+    pub min_negatives: usize,
+
+    /// Teacher whose scores are stored with each member; every member must have a score.
+    #[arg(long)]
+    pub teacher: Option<String>,
+
+    /// SQL predicate over the queries table (query_id, text) that chooses the queries.
+    #[arg(long = "where")]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Group set in the groups table, as written by `rankdistill pack --name`.
+    #[arg(long)]
+    pub groups: String,
+
+    /// Model folder to start from: config.json, model.safetensors, tokenizer.json.
+    #[arg(long)]
+    pub model: PathBuf,
+
+    /// Keep only the first K encoder layers, for a smaller student.
+    #[arg(long)]
+    pub layers: Option<usize>,
+
+    /// Loss: contrastive, distill, margin-mse or listnet.
+    #[arg(long, default_value = "contrastive")]
+    pub loss: String,
+
+    /// With --loss distill, mix in the contrastive loss: alpha * contrastive + (1 - alpha) * distill.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+
+    /// Softmax temperature of the distillation loss.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+
+    /// Output folder or s3://bucket/prefix: checkpoint-<step>/ folders and the final model/.
+    #[arg(long)]
+    pub out: String,
+
+    /// Run name in the train_log table; defaults to the last component of --out.
+    #[arg(long)]
+    pub run: Option<String>,
+
+    /// Passages per group: one positive and group-size - 1 sampled negatives.
+    #[arg(long, default_value_t = 8)]
+    pub group_size: usize,
+
+    /// Queries (groups) per batch.
+    #[arg(long, default_value_t = 4)]
+    pub queries_per_step: usize,
+
+    /// Maximum tokens per (query, passage) pair.
+    #[arg(long, default_value_t = 256)]
+    pub max_len: usize,
+
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+
+    /// Fraction of the steps over which the learning rate warms up from 0; it then decays
+    /// linearly to 0.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+
+    /// Clip the global gradient L2 norm to this value; 0 turns clipping off.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+
+    /// Batches whose gradients are summed before each optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accumulation: usize,
+
+    /// Passes over the group set.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+
+    /// Optimizer steps between checkpoints; 0 writes only the final model.
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+
+    /// Continue from the latest checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Seed of the head initialisation, shuffling, negative sampling and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Groups held in the shuffle buffer.
+    #[arg(long, default_value_t = 1024)]
+    pub shuffle_buffer: usize,
+
+    /// Number of processes sharing the group stream.
+    #[arg(long, default_value_t = 1)]
+    pub world_size: usize,
+
+    /// This process's index among --world-size processes.
+    #[arg(long, default_value_t = 0)]
+    pub rank: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RerankArgs {
+    /// Cross-encoder model folder: config.json, model.safetensors, tokenizer.json.
+    #[arg(long)]
+    pub model: PathBuf,
+
+    /// Name of the run in the runs table; an existing run of that name is replaced.
+    #[arg(long)]
+    pub name: String,
+
+    /// Candidates source to rerank.
+    #[arg(long, default_value = "bm25")]
+    pub source: String,
+
+    /// Candidates per query, by first-stage rank.
+    #[arg(long, default_value_t = 100)]
+    pub top_k: usize,
+
+    /// Rerank only the queries judged in this qrels split, such as test.
+    #[arg(long)]
+    pub split: Option<String>,
+
+    /// Maximum tokens per (query, passage) pair; the passage is truncated to fit.
+    #[arg(long, default_value_t = 256)]
+    pub max_len: usize,
+
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+
+    /// Also write the run to this TREC run file.
+    #[arg(long)]
+    pub trec_out: Option<PathBuf>,
+
+    /// Seed for a classification head that the model folder lacks.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run A, as evaluated with `evaluate --run A --split SPLIT`.
+    pub run_a: String,
+    /// Run B.
+    pub run_b: String,
+
+    /// Measure to compare, as stored in the metrics table.
+    #[arg(long, default_value = "nDCG@10")]
+    pub metric: String,
+
+    /// Qrels split both runs were evaluated on.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+
+    /// Trials of the paired randomization test.
+    #[arg(long, default_value_t = 10_000)]
+    pub trials: usize,
+
+    /// Seed of the randomization test.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlotCommand {
+    /// Histogram of the query's first column, one series per value of its second column.
+    Histogram {
+        /// Query returning a numeric column and, optionally, a label column,
+        /// such as "SELECT score, teacher FROM teacher_scores".
+        #[arg(long)]
+        sql: String,
+        /// PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        bins: usize,
+        #[command(flatten)]
+        labels: ChartLabels,
+    },
+    /// Lines of the query's second column against its first, one line per value of its third.
+    Lines {
+        /// Query returning x, y and optionally a series column,
+        /// such as "SELECT step, loss, run FROM train_log".
+        #[arg(long)]
+        sql: String,
+        /// PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        labels: ChartLabels,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ChartLabels {
+    /// Chart title.
+    #[arg(long, default_value = "")]
+    pub title: String,
+    /// X axis description; defaults to the column name.
+    #[arg(long)]
+    pub x_label: Option<String>,
+    /// Y axis description; defaults to the column name, or "fraction of rows" for histograms.
+    #[arg(long)]
+    pub y_label: Option<String>,
 }
 
 #[derive(Debug, Args)]

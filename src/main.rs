@@ -37,7 +37,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Import(command) => commands::import::run(store, command, cli.quiet).await,
         Command::Store(command) => commands::store::run(store, command).await,
         Command::Score(args) => commands::score::run(store, args, cli.quiet).await,
-        Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Pack(args) => commands::pack::run(store, args).await,
+        Command::Train(args) => commands::train::run(store, args, cli.allow_http, cli.quiet).await,
+        Command::Rerank(args) => commands::rerank::run(store, args, cli.quiet).await,
+        Command::Evaluate(args) => commands::evaluate::run(store, args).await,
+        Command::Compare(args) => commands::compare::run(store, args).await,
+        Command::Plot(command) => commands::plot::run(store, command).await,
         Command::Sql { query, format } => commands::sql::run(store, &query, format).await,
     }
 }

@@ -1,12 +1,8 @@
 //! SQL over a store: every table is registered with DataFusion under its name.
 
-use std::sync::Arc;
-
 use arrow_array::RecordBatch;
 use rankdistill_store::deps::datafusion::error::DataFusionError;
-use rankdistill_store::deps::datafusion::prelude::SessionContext;
-use rankdistill_store::deps::lance::datafusion::LanceTableProvider;
-use rankdistill_store::{Store, StoreError, Table};
+use rankdistill_store::{Store, StoreError};
 
 /// Errors from a SQL query over a store.
 #[derive(Debug, thiserror::Error)]
@@ -19,27 +15,9 @@ pub enum SqlError {
     Query { query: String, error: DataFusionError },
 }
 
-/// Opens a DataFusion session in which every existing table of `store` is registered.
-pub async fn session(store: &Store) -> Result<SessionContext, SqlError> {
-    let context = SessionContext::new();
-    for table in Table::ALL {
-        let Some(dataset) = store.try_dataset(table).await? else {
-            continue;
-        };
-        let provider = LanceTableProvider::new(Arc::new(dataset), false, false);
-        context
-            .register_table(table.name(), Arc::new(provider))
-            .map_err(|error| SqlError::Query {
-                query: format!("register table {table}"),
-                error,
-            })?;
-    }
-    Ok(context)
-}
-
 /// Runs one SQL statement over the store's tables and returns its result.
 pub async fn query(store: &Store, sql: &str) -> Result<Vec<RecordBatch>, SqlError> {
-    let context = session(store).await?;
+    let context = store.sql_session().await?;
     let query_error = |error| SqlError::Query {
         query: sql.to_string(),
         error,

@@ -1,6 +1,6 @@
 //! Reading TREC run and qrels files for evaluation without a store.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use crate::metrics::{Qrels, Run};
@@ -88,4 +88,28 @@ pub fn read_qrels(path: &Path) -> Result<Qrels, TrecFileError> {
         Ok(())
     })?;
     Ok(qrels)
+}
+
+/// Writes ranked lists as a TREC run (`qid Q0 docid rank score tag`), through a temporary file
+/// beside `path` that is renamed into place once complete.
+pub fn write_run<'a>(
+    path: &Path,
+    tag: &str,
+    ranked: impl IntoIterator<Item = (&'a String, &'a Vec<(String, f64)>)>,
+) -> Result<(), TrecFileError> {
+    let file = path.display().to_string();
+    let io_error = |source| TrecFileError::Io {
+        file: file.clone(),
+        source,
+    };
+    let partial = path.with_extension("partial");
+    let mut writer = std::io::BufWriter::new(std::fs::File::create(&partial).map_err(io_error)?);
+    for (query_id, list) in ranked {
+        for (index, (doc_id, score)) in list.iter().enumerate() {
+            writeln!(writer, "{query_id} Q0 {doc_id} {} {score} {tag}", index + 1).map_err(io_error)?;
+        }
+    }
+    writer.flush().map_err(io_error)?;
+    drop(writer);
+    std::fs::rename(&partial, path).map_err(io_error)
 }

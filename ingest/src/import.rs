@@ -451,7 +451,7 @@ impl Importer {
         }
         let quoted: Vec<String> = values
             .iter()
-            .map(|v| format!("'{}'", v.replace('\'', "''")))
+            .map(|v| rankdistill_store::quote_literal(v))
             .collect();
         let filter = format!("{column} IN ({})", quoted.join(", "));
         PairSet::load(&self.store, table, &filter).await

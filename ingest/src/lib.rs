@@ -6,7 +6,7 @@
 //! writes, and commits only when every file was valid: an error names the file, the line and the
 //! value, and leaves the store as it was.
 //!
-//! [`scoring`] runs a teacher cross-encoder over the stored pairs and stores its scores.
+//! [`pack`] builds training groups from the stored tables. [`scoring`] runs a teacher cross-encoder over the stored pairs and stores its scores.
 
 mod batch;
 mod error;
@@ -14,6 +14,7 @@ pub mod formats;
 mod ids;
 mod import;
 mod input;
+pub mod pack;
 pub mod scoring;
 mod sinks;
 pub mod teachers;

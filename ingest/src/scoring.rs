@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{RecordBatch, StringArray};
 use futures::TryStreamExt;
 use rankdistill_store::deps::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use rankdistill_store::{Store, Table, WriteMode};
+use rankdistill_store::{quote_literal, string_column, Store, Table, WriteMode};
 use rankdistill_trainer::{CrossEncoder, INPUT_TEMPLATE};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -131,19 +130,19 @@ impl<'a> TeacherScorer<'a> {
     /// text, not yet scored for the teacher.
     pub async fn plan(&self) -> Result<ScoringPlan> {
         self.check_provenance().await?;
-        let queries = read_texts(self.store, Table::Queries, "query_id").await?;
+        let queries = self.store.query_texts().await?;
         let mut pairs = BTreeSet::new();
         for table in [Table::Candidates, Table::Qrels] {
             self.collect_pairs(table, &queries, &mut pairs).await?;
         }
 
         let needed: HashSet<&str> = pairs.iter().map(|(_, doc_id)| doc_id.as_str()).collect();
-        let passages = read_passage_texts(self.store, &needed).await?;
+        let passages = self.store.passage_texts(&needed).await?;
         let total = pairs.len() as u64;
         pairs.retain(|(_, doc_id)| passages.contains_key(doc_id));
         let without_text = total - pairs.len() as u64;
 
-        let filter = format!("teacher = '{}'", self.options.teacher.replace('\'', "''"));
+        let filter = format!("teacher = {}", quote_literal(&self.options.teacher));
         let scored = PairSet::load(self.store, Table::TeacherScores, &filter).await?;
         let before = pairs.len() as u64;
         let pairs: Vec<(String, String)> = pairs
@@ -201,7 +200,7 @@ impl<'a> TeacherScorer<'a> {
             .scan(table, None, Some(&["query_id", "doc_id"]), None)
             .await?;
         while let Some(batch) = batches.try_next().await.map_err(read_error(table))? {
-            let (query_ids, doc_ids) = (strings(&batch, 0), strings(&batch, 1));
+            let (query_ids, doc_ids) = (string_column(&batch, 0), string_column(&batch, 1));
             for row in 0..batch.num_rows() {
                 let query_id = query_ids.value(row);
                 if self.options.shard.contains(query_id) && queries.contains_key(query_id) {
@@ -244,28 +243,15 @@ impl<'a> TeacherScorer<'a> {
         })
     }
 
-    /// Scores one chunk in batches of similar length, so that little compute goes to padding.
+    /// Scores one chunk; the model batches pairs of similar length.
     fn score_chunk(&self, plan: &ScoringPlan, chunk: &[(String, String)]) -> Result<Vec<f32>> {
         let texts: Vec<(&str, &str)> = chunk
             .iter()
             .map(|(query_id, doc_id)| (plan.queries[query_id].as_str(), plan.passages[doc_id].as_str()))
             .collect();
-        let encoded = self.model.encode_pairs(&texts, self.options.max_len)?;
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&index| encoded[index].len());
-
-        let mut scores = vec![f32::NAN; encoded.len()];
-        for batch_indices in order.chunks(self.options.batch_size) {
-            let rows: Vec<_> = batch_indices
-                .iter()
-                .map(|&index| encoded[index].clone())
-                .collect();
-            let batch = self.model.collate(&rows)?;
-            let logits = self.model.score_batch(&batch)?;
-            for (&index, logit) in batch_indices.iter().zip(logits) {
-                scores[index] = logit;
-            }
-        }
+        let scores = self
+            .model
+            .score_by_length(&texts, self.options.max_len, self.options.batch_size)?;
 
         if let Some(index) = scores.iter().position(|score| !score.is_finite()) {
             let (query_id, doc_id) = &chunk[index];
@@ -302,7 +288,7 @@ impl<'a> TeacherScorer<'a> {
 
     /// Writes the teacher's row: model, weights, settings, total scores and summed wall time.
     async fn write_provenance(&self, seconds: f64) -> Result<u64> {
-        let filter = format!("teacher = '{}'", self.options.teacher.replace('\'', "''"));
+        let filter = format!("teacher = {}", quote_literal(&self.options.teacher));
         let rows = self.store.count_rows(Table::TeacherScores, Some(&filter)).await?;
         let previous_seconds = TeacherRecord::read(self.store, &self.options.teacher)
             .await?
@@ -326,43 +312,6 @@ impl<'a> TeacherScorer<'a> {
         }
         Ok(rows)
     }
-}
-
-async fn read_texts(store: &Store, table: Table, id_column: &str) -> Result<HashMap<String, String>> {
-    let mut texts = HashMap::new();
-    let mut batches = store.scan(table, None, Some(&[id_column, "text"]), None).await?;
-    while let Some(batch) = batches.try_next().await.map_err(read_error(table))? {
-        let (ids, values) = (strings(&batch, 0), strings(&batch, 1));
-        for row in 0..batch.num_rows() {
-            texts.insert(ids.value(row).to_string(), values.value(row).to_string());
-        }
-    }
-    Ok(texts)
-}
-
-/// Reads the texts of the `needed` passages only; a collection can be much larger than its pairs.
-async fn read_passage_texts(store: &Store, needed: &HashSet<&str>) -> Result<HashMap<String, String>> {
-    let mut texts = HashMap::new();
-    let mut batches = store
-        .scan(Table::Passages, None, Some(&["doc_id", "text"]), None)
-        .await?;
-    while let Some(batch) = batches.try_next().await.map_err(read_error(Table::Passages))? {
-        let (ids, values) = (strings(&batch, 0), strings(&batch, 1));
-        for row in 0..batch.num_rows() {
-            if needed.contains(ids.value(row)) {
-                texts.insert(ids.value(row).to_string(), values.value(row).to_string());
-            }
-        }
-    }
-    Ok(texts)
-}
-
-fn strings(batch: &RecordBatch, index: usize) -> &StringArray {
-    batch
-        .column(index)
-        .as_any()
-        .downcast_ref()
-        .expect("id and text columns are Utf8")
 }
 
 fn read_error(

@@ -50,7 +50,7 @@ impl TeacherRecord {
         if store.try_dataset(Table::Teachers).await?.is_none() {
             return Ok(None);
         }
-        let filter = format!("teacher = '{}'", teacher.replace('\'', "''"));
+        let filter = format!("teacher = {}", rankdistill_store::quote_literal(teacher));
         let mut batches = store.scan(Table::Teachers, None, None, Some(&filter)).await?;
         let batch = batches
             .try_next()

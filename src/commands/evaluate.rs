@@ -1,32 +1,61 @@
 use anyhow::{Context, Result};
-use rankdistill_eval::metrics::{evaluate, Evaluation, Measure};
+use rankdistill_eval::metrics::{evaluate, Evaluation, Measure, Qrels, Run};
+use rankdistill_eval::runs::{load_qrels, load_run, write_metrics, RunOrigin};
 use rankdistill_eval::trec::{read_qrels, read_run};
+use rankdistill_store::Store;
 use serde_json::json;
+use tracing::info;
 
 use crate::cli::{EvaluateArgs, OutputFormat};
 
-pub fn run(args: EvaluateArgs) -> Result<()> {
+pub async fn run(store: Store, args: EvaluateArgs) -> Result<()> {
     let measures = args
         .metrics
         .iter()
         .map(|name| name.parse::<Measure>().map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
-    let run = read_run(&args.run_file).context("cannot read the run")?;
-    let qrels = read_qrels(&args.qrels_file).context("cannot read the qrels")?;
+    let run = read_run_input(&store, &args).await?;
+    let qrels = read_qrels_input(&store, &args).await?;
 
     let evaluation = evaluate(&run, &qrels, &measures, args.rel_threshold);
     if evaluation.per_query.is_empty() {
-        anyhow::bail!(
-            "no query of {} is in {}: check that the files belong together",
-            args.run_file.display(),
-            args.qrels_file.display()
-        );
+        anyhow::bail!("no query of the run has qrels: check that the run and the qrels belong together");
     }
+    if let (Some(name), Some(split)) = (&args.run, &args.split) {
+        let version = write_metrics(&store, name, split, args.rel_threshold, &evaluation)
+            .await
+            .context("cannot store the per-query values in the metrics table")?;
+        info!(run = %name, split = %split, version, "stored per-query values in the metrics table");
+    }
+
     match args.format {
         OutputFormat::Json => println!("{}", to_json(&evaluation, args.per_query)),
         OutputFormat::Table => print_table(&evaluation, args.per_query),
     }
     Ok(())
+}
+
+async fn read_run_input(store: &Store, args: &EvaluateArgs) -> Result<Run> {
+    if let Some(path) = &args.run_file {
+        return read_run(path).context("cannot read the run");
+    }
+    let name = args.run.as_deref().expect("clap requires --run or --run-file");
+    let (run, origin) = load_run(store, name).await?;
+    if origin == RunOrigin::Candidates {
+        info!(run = %name, "evaluating the candidates source {name:?}: no reranked run has this name");
+    }
+    Ok(run)
+}
+
+async fn read_qrels_input(store: &Store, args: &EvaluateArgs) -> Result<Qrels> {
+    if let Some(path) = &args.qrels_file {
+        return read_qrels(path).context("cannot read the qrels");
+    }
+    let split = args
+        .split
+        .as_deref()
+        .expect("clap requires --split or --qrels-file");
+    Ok(load_qrels(store, split).await?)
 }
 
 fn to_json(evaluation: &Evaluation, per_query: bool) -> serde_json::Value {

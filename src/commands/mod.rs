@@ -1,10 +1,15 @@
 //! One module per command group.
 
+pub mod compare;
 pub mod evaluate;
 pub mod import;
+pub mod pack;
+pub mod plot;
+pub mod rerank;
 pub mod score;
 pub mod sql;
 pub mod store;
+pub mod train;
 
 use anyhow::{Context, Result};
 use rankdistill_store::{S3Settings, Store};

@@ -34,6 +34,14 @@ pub enum StoreError {
         source: lance::Error,
     },
 
+    /// DataFusion's message is shown as it phrases it; it is not exposed as a source, so that
+    /// error chains do not print it twice.
+    #[error("query failed: {error}\nquery: {query}")]
+    Query {
+        query: String,
+        error: lance::deps::datafusion::error::DataFusionError,
+    },
+
     #[error("S3 client setup failed: {0}")]
     ObjectStore(#[from] object_store::Error),
 }

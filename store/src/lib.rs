@@ -10,7 +10,9 @@ mod error;
 mod location;
 mod s3;
 pub mod schema;
+mod sql;
 mod store;
+mod texts;
 mod write;
 
 pub use error::{Result, StoreError};
@@ -18,7 +20,8 @@ pub use location::StoreLocation;
 pub use s3::S3Settings;
 pub use schema::Table;
 pub use store::{Store, TableInfo, VersionInfo};
-pub use write::{StagedWrite, WriteMode};
+pub use texts::string_column;
+pub use write::{quote_literal, StagedWrite, WriteMode};
 
 /// Re-exports of the Lance and DataFusion versions this crate is built against, so callers pass
 /// streams and batches of the same types.

@@ -25,16 +25,29 @@ pub enum Table {
     TeacherScores,
     /// One row of provenance per teacher name.
     Teachers,
+    /// `run`, `query_id`, `doc_id`, `rank`, `score`: reranked lists, one per run name.
+    Runs,
+    /// `run`, `split`, `measure`, `query_id`, `value`, `rel_threshold`: per-query measures.
+    Metrics,
+    /// One training group per query and group set: the query, its positives and negatives with
+    /// texts, labels and teacher scores, as `rankdistill pack` writes them.
+    Groups,
+    /// `run`, `step` and the loss, learning rate and throughput of each training step.
+    TrainLog,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 10] = [
         Table::Passages,
         Table::Queries,
         Table::Qrels,
         Table::Candidates,
         Table::TeacherScores,
         Table::Teachers,
+        Table::Groups,
+        Table::TrainLog,
+        Table::Runs,
+        Table::Metrics,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +58,10 @@ impl Table {
             Table::Candidates => "candidates",
             Table::TeacherScores => "teacher_scores",
             Table::Teachers => "teachers",
+            Table::Runs => "runs",
+            Table::Metrics => "metrics",
+            Table::Groups => "groups",
+            Table::TrainLog => "train_log",
         }
     }
 
@@ -88,6 +105,49 @@ impl Table {
                 Field::new("wall_seconds", DataType::Float64, true),
                 utf8("created_at"),
             ],
+            Table::Runs => vec![
+                utf8("run"),
+                utf8("query_id"),
+                utf8("doc_id"),
+                Field::new("rank", DataType::Int32, false),
+                Field::new("score", DataType::Float64, false),
+            ],
+            Table::Metrics => vec![
+                utf8("run"),
+                utf8("split"),
+                utf8("measure"),
+                utf8("query_id"),
+                Field::new("value", DataType::Float64, false),
+                Field::new("rel_threshold", DataType::Int32, false),
+            ],
+            Table::Groups => vec![
+                utf8("name"),
+                utf8("query_id"),
+                utf8("query_text"),
+                // Members in order: the `positives` positives first, then the negatives by rank.
+                Field::new("positives", DataType::Int32, false),
+                list("doc_ids", DataType::Utf8),
+                list("texts", DataType::Utf8),
+                list("labels", DataType::Int32),
+                // Null when the group set was packed without a teacher.
+                nullable_utf8("teacher"),
+                Field::new(
+                    "teacher_scores",
+                    DataType::new_list(DataType::Float32, false),
+                    true,
+                ),
+            ],
+            Table::TrainLog => vec![
+                utf8("run"),
+                Field::new("step", DataType::Int64, false),
+                Field::new("epoch", DataType::Int32, false),
+                Field::new("loss", DataType::Float64, false),
+                Field::new("learning_rate", DataType::Float64, false),
+                Field::new("grad_norm", DataType::Float64, false),
+                Field::new("groups_per_second", DataType::Float64, false),
+                Field::new("tokens_per_second", DataType::Float64, false),
+                Field::new("elapsed_seconds", DataType::Float64, false),
+            ],
         };
         Arc::new(Schema::new(fields))
     }
@@ -101,6 +161,10 @@ impl Table {
             Table::Candidates => &["query_id", "doc_id", "source"],
             Table::TeacherScores => &["query_id", "doc_id", "teacher"],
             Table::Teachers => &["teacher"],
+            Table::Runs => &["run", "query_id", "doc_id"],
+            Table::Metrics => &["run", "split", "measure", "query_id"],
+            Table::Groups => &["name", "query_id"],
+            Table::TrainLog => &["run", "step"],
         }
     }
 
@@ -112,6 +176,8 @@ impl Table {
             Table::Qrels => Some("split"),
             Table::Candidates => Some("source"),
             Table::TeacherScores | Table::Teachers => Some("teacher"),
+            Table::Runs | Table::Metrics | Table::TrainLog => Some("run"),
+            Table::Groups => Some("name"),
         }
     }
 
@@ -152,6 +218,11 @@ fn utf8(name: &str) -> Field {
 
 fn nullable_utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
+}
+
+/// A non-null list column of non-null items.
+fn list(name: &str, item: DataType) -> Field {
+    Field::new(name, DataType::new_list(item, false), false)
 }
 
 impl fmt::Display for Table {

@@ -218,8 +218,30 @@ impl Store {
         columns: Option<&[&str]>,
         filter: Option<&str>,
     ) -> Result<SendableRecordBatchStream> {
+        self.scan_fragments(table, as_of, columns, filter, None).await
+    }
+
+    /// Like [`Store::scan`], reading the table's fragments in the order given by
+    /// `fragment_order`, which receives the fragment count and returns a permutation of
+    /// `0..count`. Rows within a fragment keep their order.
+    pub async fn scan_fragments(
+        &self,
+        table: Table,
+        as_of: Option<u64>,
+        columns: Option<&[&str]>,
+        filter: Option<&str>,
+        fragment_order: Option<&(dyn Fn(usize) -> Vec<usize> + Send + Sync)>,
+    ) -> Result<SendableRecordBatchStream> {
         let dataset = self.dataset(table, as_of).await?;
         let mut scanner = dataset.scan();
+        if let Some(order) = fragment_order {
+            let fragments = dataset.manifest().fragments.clone();
+            let ordered = order(fragments.len())
+                .into_iter()
+                .map(|index| fragments[index].clone())
+                .collect();
+            scanner.with_fragments(ordered);
+        }
         if let Some(columns) = columns {
             scanner.project(columns).map_err(|e| self.lance_error(table, e))?;
         }

@@ -27,6 +27,9 @@ pub enum WriteMode {
     /// Replaces the rows whose partition column (see [`Table::partition_column`]) is one of the
     /// values, keeping every other row.
     ReplacePartition(Vec<String>),
+    /// Replaces the rows that match a SQL predicate, such as `run = 'a' AND split = 'test'`,
+    /// keeping every other row. Staged rows with the key of a kept row update that row.
+    ReplaceWhere(String),
 }
 
 /// Data files written for one table but not yet visible to readers.
@@ -68,7 +71,12 @@ impl Store {
 
         let transaction = match (&mode, &base) {
             (WriteMode::ReplacePartition(values), Some(dataset)) => {
-                self.stage_partition_replace(table, dataset.clone(), values, batches)
+                let predicate = partition_predicate(table, values)?;
+                self.stage_replace(table, dataset.clone(), &predicate, batches)
+                    .await?
+            }
+            (WriteMode::ReplaceWhere(predicate), Some(dataset)) => {
+                self.stage_replace(table, dataset.clone(), predicate, batches)
                     .await?
             }
             _ => self.stage_insert(table, &mode, base.clone(), batches).await?,
@@ -114,30 +122,18 @@ impl Store {
             .map_err(|e| self.lance_error(table, e))
     }
 
-    async fn stage_partition_replace(
+    /// Stages one merge-insert that deletes the rows matching `predicate` and inserts `batches`.
+    async fn stage_replace(
         &self,
         table: Table,
         dataset: Arc<Dataset>,
-        values: &[String],
+        predicate: &str,
         batches: SendableRecordBatchStream,
     ) -> Result<Transaction> {
-        let column = table.partition_column().ok_or_else(|| StoreError::InvalidWrite {
-            table,
-            reason: "the table has no partition column, so it can only be overwritten or appended to".into(),
-        })?;
-        let quoted: Vec<String> = values
-            .iter()
-            .map(|value| format!("'{}'", value.replace('\'', "''")))
-            .collect();
-        let predicate = if quoted.is_empty() {
-            "false".to_string()
-        } else {
-            format!("{column} IN ({})", quoted.join(", "))
-        };
         let keys = table.key_columns().iter().map(|c| c.to_string()).collect();
         let lance_error = |e| self.lance_error(table, e);
 
-        let delete_rule = WhenNotMatchedBySource::delete_if(&dataset, &predicate).map_err(lance_error)?;
+        let delete_rule = WhenNotMatchedBySource::delete_if(&dataset, predicate).map_err(lance_error)?;
         let job = MergeInsertBuilder::try_new(dataset, keys)
             .map_err(lance_error)?
             .when_matched(WhenMatched::UpdateAll)
@@ -208,6 +204,24 @@ impl Store {
             .map_err(|e| self.lance_error(write.table, e))?;
         Ok(dataset.version().version)
     }
+}
+
+/// Returns the SQL predicate that selects the rows of a partition replace.
+fn partition_predicate(table: Table, values: &[String]) -> Result<String> {
+    let column = table.partition_column().ok_or_else(|| StoreError::InvalidWrite {
+        table,
+        reason: "the table has no partition column, so it can only be overwritten or appended to".into(),
+    })?;
+    if values.is_empty() {
+        return Ok("false".to_string());
+    }
+    let quoted: Vec<String> = values.iter().map(|value| quote_literal(value)).collect();
+    Ok(format!("{column} IN ({})", quoted.join(", ")))
+}
+
+/// Quotes a string as a SQL literal.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
 }
 
 fn check_stream_schema(table: Table, batches: &SendableRecordBatchStream) -> Result<()> {

@@ -8,21 +8,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{data_dir, export_sorted, rankdistill, run_ok, write_file, Moto};
-
-fn minilm_dir() -> PathBuf {
-    let dir = std::env::var("RANKDISTILL_MINILM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(&std::env::var("HOME").unwrap()).join(".cache/rankdistill/all-MiniLM-L6-v2")
-        });
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "MiniLM not found in {}: run `make model`",
-        dir.display()
-    );
-    dir
-}
+use crate::support::{data_dir, export_sorted, minilm_dir, rankdistill, run_ok, small_run, write_file, Moto};
 
 /// Imports DL19 passages and queries, its qrels and the given run into `store`.
 fn dl19_store(store: &str, run: &Path) {
@@ -148,24 +134,6 @@ fn dl19_scored_once_per_pair() {
 }
 
 /// Writes a run with the first `depth` BM25 candidates of the first `queries` DL19 queries.
-fn small_run(dir: &Path, queries: usize, depth: usize) -> PathBuf {
-    let text = std::fs::read_to_string(data_dir().join("trec-dl-2019/runs/bm25.trec")).unwrap();
-    let mut seen: Vec<&str> = Vec::new();
-    let mut run_lines = String::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if !seen.contains(&fields[0]) {
-            seen.push(fields[0]);
-        }
-        let rank: usize = fields[3].parse().unwrap();
-        if seen.len() <= queries && rank <= depth {
-            run_lines.push_str(line);
-            run_lines.push('\n');
-        }
-    }
-    write_file(dir, "small.trec", run_lines)
-}
-
 #[test]
 fn killed_scoring_resumes_without_duplicates() {
     let dir = TempDir::new().unwrap();

@@ -218,3 +218,37 @@ fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// Returns the all-MiniLM-L6-v2 folder: RANKDISTILL_MINILM, or where `make model` puts it.
+pub fn minilm_dir() -> PathBuf {
+    let dir = std::env::var("RANKDISTILL_MINILM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(&std::env::var("HOME").unwrap()).join(".cache/rankdistill/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "MiniLM not found in {}: run `make model`",
+        dir.display()
+    );
+    dir
+}
+
+/// Writes the first `queries` queries of the DL19 BM25 run, down to rank `depth`, to small.trec.
+pub fn small_run(dir: &Path, queries: usize, depth: usize) -> PathBuf {
+    let text = std::fs::read_to_string(data_dir().join("trec-dl-2019/runs/bm25.trec")).unwrap();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut run_lines = String::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if !seen.contains(&fields[0]) {
+            seen.push(fields[0]);
+        }
+        let rank: usize = fields[3].parse().unwrap();
+        if seen.len() <= queries && rank <= depth {
+            run_lines.push_str(line);
+            run_lines.push('\n');
+        }
+    }
+    write_file(dir, "small.trec", run_lines)
+}

@@ -288,6 +288,37 @@ impl CrossEncoder {
         Ok(self.logits(&batch, false)?.to_vec1::<f32>()?)
     }
 
+    /// Scores many pairs in inference mode, in batches of `batch_size` pairs of similar length so
+    /// that little compute goes to padding. Scores come back in the order of `pairs`.
+    pub fn score_by_length(
+        &self,
+        pairs: &[(&str, &str)],
+        max_len: usize,
+        batch_size: usize,
+    ) -> Result<Vec<f32>> {
+        if batch_size == 0 {
+            return Err(ModelError::InvalidArgument(
+                "batch size must be at least 1".into(),
+            ));
+        }
+        let encoded = self.encode_pairs(pairs, max_len)?;
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&index| encoded[index].len());
+
+        let mut scores = vec![f32::NAN; encoded.len()];
+        for batch_indices in order.chunks(batch_size) {
+            let rows: Vec<EncodedPair> = batch_indices
+                .iter()
+                .map(|&index| encoded[index].clone())
+                .collect();
+            let logits = self.score_batch(&self.collate(&rows)?)?;
+            for (&index, logit) in batch_indices.iter().zip(logits) {
+                scores[index] = logit;
+            }
+        }
+        Ok(scores)
+    }
+
     /// Writes the model as a Hugging Face folder that transformers loads as
     /// `BertForSequenceClassification` with one label.
     ///

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-/// Errors from loading, running or saving a model.
+/// Errors from loading, running, training or saving a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error(
@@ -34,8 +34,21 @@ pub enum ModelError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    #[error("{tensor} has shape {found:?}, but the student logits have shape {expected:?}")]
+    ShapeMismatch {
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("the {loss} loss needs teacher scores, but none were given")]
+    MissingTeacher { loss: String },
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+
+    #[error(transparent)]
+    Store(#[from] rankdistill_store::StoreError),
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -7,9 +7,10 @@
 //! true.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Dropout, Embedding, Init, Linear, VarBuilder};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::dropout::{Dropout, DropoutRng};
 use super::fused;
 
 /// The fields of a transformers BERT `config.json` that the model uses. Other fields are kept in
@@ -141,7 +142,7 @@ struct BertEmbeddings {
 }
 
 impl BertEmbeddings {
-    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, config: &BertConfig, rng: &DropoutRng) -> Result<Self> {
         let hidden = config.hidden_size;
         Ok(Self {
             word_embeddings: embedding(config.vocab_size, hidden, config, vb.pp("word_embeddings"))?,
@@ -158,7 +159,7 @@ impl BertEmbeddings {
                 vb.pp("token_type_embeddings"),
             )?,
             layer_norm: LayerNorm::load(hidden, config.layer_norm_eps, vb.pp("LayerNorm"))?,
-            dropout: Dropout::new(config.hidden_dropout_prob as f32),
+            dropout: Dropout::new(config.hidden_dropout_prob as f32, rng.clone()),
         })
     }
 
@@ -186,13 +187,13 @@ struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
-    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, config: &BertConfig, rng: &DropoutRng) -> Result<Self> {
         let hidden = config.hidden_size;
         Ok(Self {
             query: linear(hidden, hidden, config, vb.pp("query"))?,
             key: linear(hidden, hidden, config, vb.pp("key"))?,
             value: linear(hidden, hidden, config, vb.pp("value"))?,
-            dropout: Dropout::new(config.attention_probs_dropout_prob as f32),
+            dropout: Dropout::new(config.attention_probs_dropout_prob as f32, rng.clone()),
             num_heads: config.num_attention_heads,
             head_size: hidden / config.num_attention_heads,
         })
@@ -270,11 +271,11 @@ struct BertResidualOutput {
 }
 
 impl BertResidualOutput {
-    fn load(in_dim: usize, vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+    fn load(in_dim: usize, vb: VarBuilder, config: &BertConfig, rng: &DropoutRng) -> Result<Self> {
         Ok(Self {
             dense: linear(in_dim, config.hidden_size, config, vb.pp("dense"))?,
             layer_norm: LayerNorm::load(config.hidden_size, config.layer_norm_eps, vb.pp("LayerNorm"))?,
-            dropout: Dropout::new(config.hidden_dropout_prob as f32),
+            dropout: Dropout::new(config.hidden_dropout_prob as f32, rng.clone()),
         })
     }
 
@@ -297,11 +298,16 @@ struct BertLayer {
 }
 
 impl BertLayer {
-    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, config: &BertConfig, rng: &DropoutRng) -> Result<Self> {
         let attention = vb.pp("attention");
         Ok(Self {
-            attention: BertSelfAttention::load(attention.pp("self"), config)?,
-            attention_output: BertResidualOutput::load(config.hidden_size, attention.pp("output"), config)?,
+            attention: BertSelfAttention::load(attention.pp("self"), config, rng)?,
+            attention_output: BertResidualOutput::load(
+                config.hidden_size,
+                attention.pp("output"),
+                config,
+                rng,
+            )?,
             intermediate: linear(
                 config.hidden_size,
                 config.intermediate_size,
@@ -309,7 +315,7 @@ impl BertLayer {
                 vb.pp("intermediate").pp("dense"),
             )?,
             activation: config.hidden_act,
-            output: BertResidualOutput::load(config.intermediate_size, vb.pp("output"), config)?,
+            output: BertResidualOutput::load(config.intermediate_size, vb.pp("output"), config, rng)?,
         })
     }
 
@@ -336,16 +342,18 @@ pub struct BertModel {
     embeddings: BertEmbeddings,
     layers: Vec<BertLayer>,
     pooler: Linear,
+    dropout_rng: DropoutRng,
 }
 
 impl BertModel {
     pub fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+        let rng = DropoutRng::new(0);
         let encoder = vb.pp("encoder").pp("layer");
         let layers = (0..config.num_hidden_layers)
-            .map(|index| BertLayer::load(encoder.pp(index.to_string()), config))
+            .map(|index| BertLayer::load(encoder.pp(index.to_string()), config, &rng))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embeddings: BertEmbeddings::load(vb.pp("embeddings"), config)?,
+            embeddings: BertEmbeddings::load(vb.pp("embeddings"), config, &rng)?,
             layers,
             pooler: linear(
                 config.hidden_size,
@@ -353,7 +361,13 @@ impl BertModel {
                 config,
                 vb.pp("pooler").pp("dense"),
             )?,
+            dropout_rng: rng,
         })
+    }
+
+    /// Returns the generator of every dropout mask in the model.
+    pub fn dropout_rng(&self) -> &DropoutRng {
+        &self.dropout_rng
     }
 
     /// Returns the last hidden states, `[batch, seq, hidden]`. `attention_mask` is 1 for tokens
@@ -426,11 +440,22 @@ pub struct BertForSequenceClassification {
 
 impl BertForSequenceClassification {
     pub fn load(vb: VarBuilder, config: &BertConfig, num_labels: usize) -> Result<Self> {
+        let bert = BertModel::load(vb.pp("bert"), config)?;
+        let dropout = Dropout::new(
+            config.classifier_dropout_prob() as f32,
+            bert.dropout_rng().clone(),
+        );
         Ok(Self {
-            bert: BertModel::load(vb.pp("bert"), config)?,
-            dropout: Dropout::new(config.classifier_dropout_prob() as f32),
+            bert,
+            dropout,
             classifier: linear(config.hidden_size, num_labels, config, vb.pp("classifier"))?,
         })
+    }
+
+    /// Restarts the dropout masks from `seed`; the trainer calls this at every step so that the
+    /// masks depend only on the seed and the step.
+    pub fn reseed_dropout(&self, seed: u64) {
+        self.bert.dropout_rng().reseed(seed);
     }
 
     /// Returns the logits, `[batch, num_labels]`.
