@@ -257,6 +257,10 @@ pub struct RerankArgs {
     #[arg(long)]
     pub model: PathBuf,
 
+    /// Keep only the first K encoder layers of the model.
+    #[arg(long)]
+    pub layers: Option<usize>,
+
     /// Name of the run in the runs table; an existing run of that name is replaced.
     #[arg(long)]
     pub name: String,

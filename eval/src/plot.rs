@@ -233,10 +233,13 @@ fn font_path() -> std::result::Result<PathBuf, String> {
 
 /// Reads `numeric` numeric columns and, when present, one more column as the series label.
 fn read_columns(batches: &[RecordBatch], numeric: usize) -> Result<Columns> {
-    let schema = batches
-        .first()
-        .map(|batch| batch.schema())
-        .ok_or_else(|| EvalError::InvalidArgument("the query returned no rows to plot".into()))?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let (Some(first), true) = (batches.first(), rows > 0) else {
+        return Err(EvalError::InvalidArgument(
+            "the query returned no rows to plot".into(),
+        ));
+    };
+    let schema = first.schema();
     if schema.fields().len() < numeric {
         return Err(EvalError::InvalidArgument(format!(
             "the query must return at least {numeric} numeric column(s), found {}",

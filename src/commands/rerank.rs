@@ -9,7 +9,7 @@ use crate::progress::CounterBar;
 
 pub async fn run(store: Store, args: RerankArgs, quiet: bool) -> Result<()> {
     let load = LoadOptions {
-        layers: None,
+        layers: args.layers,
         seed: args.seed,
     };
     let model = CrossEncoder::load(&args.model, &load)

@@ -7,6 +7,7 @@ mod bad_input;
 mod evaluation;
 mod import_counts;
 mod interrupted_import;
+mod reranking;
 mod s3;
 mod scoring;
 mod sql;

@@ -178,6 +178,11 @@ impl Moto {
         assert!(status == 200, "uploading {key} returned HTTP {status}");
     }
 
+    /// Returns whether an object exists.
+    pub fn object_exists(&self, bucket: &str, key: &str) -> bool {
+        self.request("HEAD", &format!("/{bucket}/{key}"), &[]) == 200
+    }
+
     fn request(&self, method: &str, path: &str, body: &[u8]) -> u16 {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let head = format!(
