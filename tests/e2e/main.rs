@@ -11,4 +11,5 @@ mod reranking;
 mod s3;
 mod scoring;
 mod sql;
+mod training;
 mod versions;

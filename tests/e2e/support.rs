@@ -178,12 +178,24 @@ impl Moto {
         assert!(status == 200, "uploading {key} returned HTTP {status}");
     }
 
-    /// Returns whether an object exists.
+    /// Returns whether an object exists, from a bucket listing (moto rejects unsigned HEAD
+    /// requests).
     pub fn object_exists(&self, bucket: &str, key: &str) -> bool {
-        self.request("HEAD", &format!("/{bucket}/{key}"), &[]) == 200
+        let response = self.exchange("GET", &format!("/{bucket}?prefix={key}"), &[]);
+        response.contains(&format!("<Key>{key}</Key>"))
     }
 
     fn request(&self, method: &str, path: &str, body: &[u8]) -> u16 {
+        let response = self.exchange(method, path, body);
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected response from moto: {response}"))
+    }
+
+    /// Sends one plain HTTP/1.1 request and returns the whole response.
+    fn exchange(&self, method: &str, path: &str, body: &[u8]) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -195,10 +207,6 @@ impl Moto {
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected response from moto: {response}"))
     }
 
     /// Sets the AWS variables that point a command at this emulator.
