@@ -32,6 +32,9 @@ test: model
 bench: build model
 	scripts/bench-import.sh
 	scripts/bench-score.sh
+	scripts/bench-train.sh
+	scripts/bench-sql.sh
+	scripts/bench-evaluate.sh
 
 clean-demo:
 	rm -rf $(DEMO_STORE)

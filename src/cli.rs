@@ -249,6 +249,11 @@ pub struct TrainArgs {
     /// This process's index among --world-size processes.
     #[arg(long, default_value_t = 0)]
     pub rank: usize,
+
+    /// Measure the loader alone: read, sample and tokenize this many batches without training,
+    /// print the throughput and write nothing.
+    #[arg(long, value_name = "BATCHES")]
+    pub loader_only: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@ use anyhow::{Context, Result};
 use rankdistill_store::{S3Settings, Store};
 use rankdistill_trainer::loader::LoaderOptions;
 use rankdistill_trainer::output::OutputDir;
-use rankdistill_trainer::train::{train, TrainOptions};
+use rankdistill_trainer::train::{measure_loader as run_loader, train, TrainOptions};
 use rankdistill_trainer::{AdamWParams, LoadOptions, Objective};
 
 use crate::cli::TrainArgs;
@@ -10,6 +10,9 @@ use crate::progress::CounterBar;
 
 pub async fn run(store: Store, args: TrainArgs, allow_http: bool, quiet: bool) -> Result<()> {
     let options = train_options(&args)?;
+    if let Some(batches) = args.loader_only {
+        return measure_loader(&store, &options, batches).await;
+    }
     let out = OutputDir::open(&args.out, S3Settings::from_env().with_allow_http(allow_http))?;
 
     let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -96,4 +99,21 @@ fn default_run_name(out: &str) -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or("train")
         .to_string()
+}
+
+async fn measure_loader(store: &Store, options: &TrainOptions, batches: usize) -> Result<()> {
+    let summary = run_loader(store, options, batches)
+        .await
+        .context("the loader failed")?;
+    let seconds = summary.seconds.max(1e-9);
+    println!(
+        "loaded {} batches ({} groups, {} tokens) in {:.2} s: {:.1} groups/s, {:.0} tokens/s",
+        summary.batches,
+        summary.groups,
+        summary.tokens,
+        summary.seconds,
+        summary.groups as f64 / seconds,
+        summary.tokens as f64 / seconds
+    );
+    Ok(())
 }

@@ -458,3 +458,47 @@ fn log_batch(run: &str, logs: &[StepLog]) -> RecordBatch {
     ];
     RecordBatch::try_new(Table::TrainLog.schema(), columns).expect("columns follow the train_log schema")
 }
+
+/// Throughput of the loader alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderSummary {
+    pub batches: usize,
+    pub groups: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+/// Runs only the streaming loader for `batches` batches (reading, shuffling, sampling and
+/// tokenizing, no model step), to check that it outpaces training.
+pub async fn measure_loader(store: &Store, options: &TrainOptions, batches: usize) -> Result<LoaderSummary> {
+    let mut loader_options = options.loader.clone();
+    loader_options.with_teacher = options.objective.needs_teacher();
+    let info = validate_groups(store, &loader_options).await?;
+    let model = Arc::new(CrossEncoder::load(&options.model, &options.load)?);
+
+    let started = Instant::now();
+    let mut receiver = spawn_loader(
+        store.clone(),
+        model,
+        loader_options,
+        info,
+        0,
+        0,
+        batches,
+        options.prefetch,
+    );
+    let mut summary = LoaderSummary {
+        batches: 0,
+        groups: 0,
+        tokens: 0,
+        seconds: 0.0,
+    };
+    while let Some(batch) = receiver.recv().await {
+        let (_, batch) = batch?;
+        summary.batches += 1;
+        summary.groups += batch.query_ids.len();
+        summary.tokens += batch.pairs.tokens;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
