@@ -57,7 +57,7 @@ pub struct RerankSummary {
     pub queries: usize,
     pub pairs: usize,
     pub seconds: f64,
-    /// Version of the `runs` table that holds the run.
+    /// Version of the `runs` table that contains the run.
     pub version: u64,
 }
 

@@ -10,7 +10,7 @@ use rankdistill_store::{quote_literal, string_column, Store, Table, WriteMode};
 use crate::error::{EvalError, Result};
 use crate::metrics::{Evaluation, Qrels, Run};
 
-/// Where a run's rows were found.
+/// The table a run was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOrigin {
     /// The `runs` table, written by `rankdistill rerank`.

@@ -48,7 +48,7 @@ pub struct PackSummary {
     pub members: u64,
     pub skipped_without_positive: u64,
     pub skipped_few_negatives: u64,
-    /// Version of the `groups` table that holds the group set.
+    /// Version of the `groups` table that contains the group set.
     pub version: u64,
 }
 
@@ -223,7 +223,7 @@ fn to_groups_batch(
     RecordBatch::try_new(Table::Groups.schema(), columns).map_err(arrow_error)
 }
 
-/// Re-types a list column as a list of non-null items, as the `groups` schema declares; the
+/// Re-types a list column as a list of non-null items, as the `groups` schema declares. The
 /// query's aggregates produce nullable items even where no item is null.
 fn non_null_items(column: &ArrayRef) -> Result<ArrayRef> {
     let list = column.as_list::<i32>();

@@ -602,7 +602,7 @@ async fn bad_groups_rejected_before_training() {
         "no step ran, so no train_log table"
     );
 
-    // A pack whose teacher lacks scores for some members writes nothing and says how to fix it.
+    // A pack whose teacher lacks scores for some members writes nothing and names the fix.
     let error = run_err(rankdistill(&uri).args([
         "pack",
         "--name",

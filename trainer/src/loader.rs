@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::cross_encoder::{CrossEncoder, PairBatch};
 use crate::error::{ModelError, Result};
 
-/// How the loader reads, samples and batches groups.
+/// Settings of the loader: the group set, batch shape, shuffling and sharding.
 #[derive(Debug, Clone)]
 pub struct LoaderOptions {
     /// Group set name in the `groups` table.
@@ -48,14 +48,14 @@ pub struct LoaderOptions {
 /// One training batch: `queries × group_size` tokenized pairs, row-major by query.
 pub struct TrainBatch {
     pub pairs: PairBatch,
-    /// Relevance grades, `[queries, group_size]`; column 0 holds the positive.
+    /// Relevance grades, `[queries, group_size]`; column 0 is the positive.
     pub labels: Tensor,
     /// Teacher scores, `[queries, group_size]`, when the loader reads them.
     pub teacher: Option<Tensor>,
     pub query_ids: Vec<String>,
 }
 
-/// What the validation pass learned about a group set.
+/// Counts from the validation pass over a group set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSetInfo {
     pub groups: usize,

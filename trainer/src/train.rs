@@ -56,7 +56,7 @@ pub struct TrainOptions {
     pub prefetch: usize,
 }
 
-/// What a checkpoint records besides the model and optimizer: where the run stands.
+/// Position of a run, recorded in each checkpoint beside the model and optimizer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
     pub run: String,
