@@ -50,6 +50,8 @@ pub enum Command {
     /// Score every candidate pair, and every judged pair with passage text, with a teacher
     /// cross-encoder, and store the logits in teacher_scores.
     Score(ScoreArgs),
+    /// Retrieve each query's top k passages by BM25 into the candidates table.
+    Retrieve(RetrieveArgs),
     /// Build training groups (query, positives, negatives, texts, labels, teacher scores) into the
     /// groups table.
     Pack(PackArgs),
@@ -114,6 +116,22 @@ pub struct EvaluateArgs {
 
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RetrieveArgs {
+    /// Candidates source name; retrieving under the same name again replaces its candidates.
+    #[arg(long, default_value = "bm25")]
+    pub name: String,
+
+    /// Passages per query.
+    #[arg(long, default_value_t = 100)]
+    pub k: usize,
+
+    /// Retrieve only for the queries judged in these qrels splits (comma-separated); all queries
+    /// by default.
+    #[arg(long, value_delimiter = ',')]
+    pub split: Vec<String>,
 }
 
 #[derive(Debug, Args)]

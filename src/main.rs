@@ -38,6 +38,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Import(command) => commands::import::run(store, command, cli.quiet).await,
         Command::Store(command) => commands::store::run(store, command).await,
         Command::Score(args) => commands::score::run(store, args, cli.quiet).await,
+        Command::Retrieve(args) => commands::retrieve::run(store, args, cli.quiet).await,
         Command::Pack(args) => commands::pack::run(store, args).await,
         Command::Train(args) => commands::train::run(store, args, cli.allow_http, cli.quiet).await,
         Command::Rerank(args) => commands::rerank::run(store, args, cli.quiet).await,

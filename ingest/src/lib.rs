@@ -6,7 +6,7 @@
 //! writes, and commits only when every file was valid: an error names the file, the line and the
 //! value, and leaves the store as it was.
 //!
-//! [`pack`] builds training groups from the stored tables. [`scoring`] runs a teacher cross-encoder over the stored pairs and stores its scores.
+//! [`retrieve`] finds BM25 candidates with Lance's full-text index. [`pack`] builds training groups from the stored tables. [`scoring`] runs a teacher cross-encoder over the stored pairs and stores its scores.
 
 mod batch;
 mod error;
@@ -15,6 +15,7 @@ mod ids;
 mod import;
 mod input;
 pub mod pack;
+pub mod retrieve;
 pub mod scoring;
 mod sinks;
 pub mod teachers;

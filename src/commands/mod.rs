@@ -6,6 +6,7 @@ pub mod import;
 pub mod pack;
 pub mod plot;
 pub mod rerank;
+pub mod retrieve;
 pub mod score;
 pub mod sql;
 pub mod store;

@@ -8,6 +8,7 @@ mod evaluation;
 mod import_counts;
 mod interrupted_import;
 mod reranking;
+mod retrieval;
 mod s3;
 mod scoring;
 mod sql;
