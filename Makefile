@@ -16,6 +16,9 @@ demo: build
 	echo "== importing SciFact and TREC DL 2019 from $$data" && \
 	$(BIN) --store $(DEMO_STORE)/scifact import beir "$$data/scifact" && \
 	$(BIN) --store $(DEMO_STORE)/trec-dl-2019 import msmarco "$$data/trec-dl-2019" --split test --unknown keep && \
+	echo "== BM25 on SciFact test (Lance full-text index)" && \
+	$(BIN) --store $(DEMO_STORE)/scifact retrieve --k 100 --name bm25 --split train,test && \
+	$(BIN) --store $(DEMO_STORE)/scifact evaluate --run bm25 --split test --metrics nDCG@10,RR@10,R@100 && \
 	for name in scifact trec-dl-2019; do \
 	  echo "== $$name"; \
 	  $(BIN) --store $(DEMO_STORE)/$$name store info; \
