@@ -50,6 +50,12 @@ pub enum Command {
     /// Score every candidate pair, and every judged pair with passage text, with a teacher
     /// cross-encoder, and store the logits in teacher_scores.
     Score(ScoreArgs),
+    /// Run a whole experiment from a TOML config: BM25, a teacher, students trained
+    /// contrastively and by distillation, reranking, evaluation, a results table and charts.
+    Pipeline {
+        /// Config file, such as configs/scifact-demo.toml.
+        config: PathBuf,
+    },
     /// Retrieve each query's top k passages by BM25 into the candidates table.
     Retrieve(RetrieveArgs),
     /// Build training groups (query, positives, negatives, texts, labels, teacher scores) into the
@@ -416,6 +422,14 @@ pub struct ScoreArgs {
     /// Seed for a classification head that the model folder lacks.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+
+    /// Score only the candidates of these sources (comma-separated); all sources by default.
+    #[arg(long, value_delimiter = ',')]
+    pub source: Vec<String>,
+
+    /// Score only the judged pairs of these qrels splits (comma-separated); all splits by default.
+    #[arg(long, value_delimiter = ',')]
+    pub split: Vec<String>,
 }
 
 #[derive(Debug, Args)]

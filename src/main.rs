@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod pipeline;
 mod progress;
 
 use std::io::IsTerminal;
@@ -38,6 +39,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Import(command) => commands::import::run(store, command, cli.quiet).await,
         Command::Store(command) => commands::store::run(store, command).await,
         Command::Score(args) => commands::score::run(store, args, cli.quiet).await,
+        Command::Pipeline { config } => commands::pipeline::run(&config, store).await,
         Command::Retrieve(args) => commands::retrieve::run(store, args, cli.quiet).await,
         Command::Pack(args) => commands::pack::run(store, args).await,
         Command::Train(args) => commands::train::run(store, args, cli.allow_http, cli.quiet).await,

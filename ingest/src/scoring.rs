@@ -74,6 +74,25 @@ pub struct ScoreOptions {
     /// Pairs per commit to `teacher_scores`.
     pub commit_every: usize,
     pub shard: Shard,
+    /// Score only the candidates of these sources; all candidates when empty.
+    pub sources: Vec<String>,
+    /// Score only the judged pairs of these qrels splits; all judged pairs when empty.
+    pub splits: Vec<String>,
+}
+
+impl ScoreOptions {
+    /// Returns the SQL predicate that selects the pairs of `table` this run scores, if any.
+    fn filter(&self, table: Table) -> Option<String> {
+        let (column, values) = match table {
+            Table::Candidates => ("source", &self.sources),
+            _ => ("split", &self.splits),
+        };
+        if values.is_empty() {
+            return None;
+        }
+        let quoted: Vec<String> = values.iter().map(|value| quote_literal(value)).collect();
+        Some(format!("{column} IN ({})", quoted.join(", ")))
+    }
 }
 
 /// The pairs a run will score, with their texts.
@@ -197,7 +216,12 @@ impl<'a> TeacherScorer<'a> {
         }
         let mut batches = self
             .store
-            .scan(table, None, Some(&["query_id", "doc_id"]), None)
+            .scan(
+                table,
+                None,
+                Some(&["query_id", "doc_id"]),
+                self.options.filter(table).as_deref(),
+            )
             .await?;
         while let Some(batch) = batches.try_next().await.map_err(read_error(table))? {
             let (query_ids, doc_ids) = (string_column(&batch, 0), string_column(&batch, 1));

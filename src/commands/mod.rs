@@ -4,6 +4,7 @@ pub mod compare;
 pub mod evaluate;
 pub mod import;
 pub mod pack;
+pub mod pipeline;
 pub mod plot;
 pub mod rerank;
 pub mod retrieve;
@@ -20,5 +21,9 @@ use crate::cli::Cli;
 /// Opens the store named by `--store`, with S3 settings from the environment.
 pub fn open_store(cli: &Cli) -> Result<Store> {
     let s3 = S3Settings::from_env().with_allow_http(cli.allow_http);
-    Store::open(&cli.store, s3).with_context(|| format!("cannot open store {}", cli.store))
+    let uri = match &cli.command {
+        crate::cli::Command::Pipeline { config } => crate::pipeline::PipelineConfig::load(config)?.store,
+        _ => cli.store.clone(),
+    };
+    Store::open(&uri, s3).with_context(|| format!("cannot open store {uri}"))
 }

@@ -19,6 +19,8 @@ pub async fn run(store: Store, args: ScoreArgs, quiet: bool) -> Result<()> {
         batch_size: args.batch,
         commit_every: args.commit_every,
         shard: args.shard,
+        sources: args.source.clone(),
+        splits: args.split.clone(),
     };
     let scorer = TeacherScorer::new(&store, &model, options)?;
 

@@ -7,6 +7,7 @@ mod bad_input;
 mod evaluation;
 mod import_counts;
 mod interrupted_import;
+mod pipeline;
 mod reranking;
 mod retrieval;
 mod s3;
