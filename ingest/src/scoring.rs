@@ -331,7 +331,8 @@ impl<'a> TeacherScorer<'a> {
             created_at: chrono::Utc::now().to_rfc3339(),
         };
         record.write(self.store).await?;
-        if rows == 0 {
+        // The row written before the first commit has no scores yet; only an empty result warns.
+        if rows == 0 && seconds > 0.0 {
             warn!(teacher = %self.options.teacher, "no pair was scored: the store has no candidates or qrels with text");
         }
         Ok(rows)
