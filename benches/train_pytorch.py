@@ -3,7 +3,7 @@ rankdistill training step, as Tevatron's reranker trains: AutoModelForSequenceCl
 one label, cross entropy over each group (the positive first), AdamW, dropout on.
 
 Usage: train_pytorch.py MODEL_DIR GROUPS_JSONL STEPS QUERIES GROUP_SIZE MAX_LEN
-GROUPS_JSONL holds rows of `rankdistill store export groups`. Prints groups/s and tokens/s over
+GROUPS_JSONL contains rows of `rankdistill store export groups`. Prints groups/s and tokens/s over
 the steps after the first (which includes warm-up).
 """
 

@@ -220,7 +220,7 @@ fn nullable_utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
 }
 
-/// A non-null list column of non-null items.
+/// Returns a non-null list column of non-null items.
 fn list(name: &str, item: DataType) -> Field {
     Field::new(name, DataType::new_list(item, false), false)
 }

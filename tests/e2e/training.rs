@@ -1,6 +1,6 @@
-//! Training on real data: contrastive and distilled students beat the untrained model on
-//! held-out SciFact queries, a killed run resumes on the same loss curve, groups stream from the
-//! S3 emulator, ranks share the groups, and bad group sets are rejected before any step.
+//! Training on real data. Contrastive and distilled students beat the untrained model on
+//! held-out SciFact queries, and a killed run resumes on the same loss curve. Groups stream from
+//! the S3 emulator, ranks split the groups, and bad group sets are rejected before any step.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -4,7 +4,7 @@
 //!
 //! Memory is bounded by the shuffle buffer, the Lance batches in flight and the prefetched steps,
 //! whatever the table size. Everything random is derived from the seed, the epoch and the query
-//! id, so a resumed run skips the steps it already took and sees the same batches afterwards.
+//! id, so a resumed run skips the steps it already took and reads the same batches afterwards.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};

@@ -1,9 +1,9 @@
-//! Where a training run writes its checkpoints and final model: a local folder or an
+//! Output location of a training run, for its checkpoints and final model: a local folder or an
 //! `s3://bucket/prefix`.
 //!
 //! A checkpoint is a folder `checkpoint-<step>` with the Hugging Face model files, the optimizer
-//! state and `trainer_state.json`. Locally the folder is renamed into place once complete. On S3,
-//! where there is no rename, `trainer_state.json` is uploaded last and a checkpoint counts only
+//! state and `trainer_state.json`. Locally the model files are renamed into place once complete. Both
+//! locally and on S3, `trainer_state.json` is written last, and a checkpoint counts only
 //! when it is present.
 
 use std::path::{Path, PathBuf};
