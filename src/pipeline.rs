@@ -112,7 +112,7 @@ impl PipelineConfig {
         let training = &self.collection;
         training.folder()?;
         let Some(train_split) = &training.train_split else {
-            bail!("[collection] {} needs train_split", training.name);
+            bail!("[collection] {} is missing train_split, the qrels split to train on (such as train_split = \"train\")", training.name);
         };
         if training.msmarco.is_some() && training.test_split.is_some() {
             bail!(
@@ -137,6 +137,11 @@ impl PipelineConfig {
             }
         }
         Ok(())
+    }
+
+    /// Returns the training collection's qrels split, which `load` checks is set.
+    pub fn train_split(&self) -> &str {
+        self.collection.train_split.as_deref().unwrap_or("train")
     }
 
     /// Returns the store URI of an evaluation collection.

@@ -152,7 +152,7 @@ impl Runner {
     /// groups.
     async fn prepare_training(&self) -> Result<()> {
         let collection = &self.config.collection;
-        let train_split = collection.train_split.as_deref().unwrap_or("train");
+        let train_split = self.config.train_split();
         self.import(&self.store, &self.config.store, collection, train_split)
             .await?;
 
@@ -201,7 +201,7 @@ impl Runner {
             "--name",
             name,
             "--split",
-            collection.train_split.as_deref().unwrap_or("train"),
+            self.config.train_split(),
             "--source",
             collection.train_source(),
             "--depth",
@@ -233,7 +233,7 @@ impl Runner {
             "--source",
             collection.train_source(),
             "--split",
-            collection.train_split.as_deref().unwrap_or("train"),
+            self.config.train_split(),
         ];
         self.train_step("score training pairs with the teacher", &strings(&args))?;
         self.pack(DISTILL_GROUPS, Some(TEACHER)).await
@@ -444,7 +444,7 @@ impl Runner {
              FROM teacher_scores s LEFT JOIN qrels q ON s.query_id = q.query_id AND s.doc_id = q.doc_id \
              AND q.split = {} WHERE s.teacher = '{TEACHER}'",
             collection.relevant_grade,
-            quote_literal(collection.train_split.as_deref().unwrap_or("train"))
+            quote_literal(self.config.train_split())
         );
         let histogram = report.join("teacher-scores.png").display().to_string();
         let args = [
