@@ -14,6 +14,7 @@ pub mod loader;
 pub mod loss;
 pub mod models;
 pub mod optim;
+mod optim_kernels;
 pub mod output;
 pub mod schedule;
 pub mod train;

@@ -16,6 +16,7 @@ use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
 
 use crate::error::{ModelError, Result};
+use crate::optim_kernels as kernels;
 
 /// Metadata key of the optimizer step count in a saved state file.
 const STEP_KEY: &str = "step";
@@ -112,11 +113,11 @@ impl AdamW {
                     var.dtype()
                 )));
             }
-            let zeros = var.as_tensor().zeros_like()?;
+            // Two separate buffers: the fast update writes the moments in place.
             states.push(ParamState {
                 name,
-                exp_avg: zeros.clone(),
-                exp_avg_sq: zeros,
+                exp_avg: var.as_tensor().zeros_like()?,
+                exp_avg_sq: var.as_tensor().zeros_like()?,
                 var,
                 step: 0,
             });
@@ -266,6 +267,9 @@ fn update(state: &mut ParamState, grad: &Tensor, lr: f64, params: &AdamWParams) 
     if state.var.elem_count() == 0 {
         return Ok(());
     }
+    if kernels::supported(&[state.var.as_tensor(), grad, &state.exp_avg, &state.exp_avg_sq]) {
+        return update_in_place(state, grad, lr, params);
+    }
     let grad = grad.detach().to_dtype(state.var.dtype())?;
     let param = state.var.as_detached_tensor();
     let decayed = param.affine(1.0 - lr * params.weight_decay, 0.0)?;
@@ -281,6 +285,22 @@ fn update(state: &mut ParamState, grad: &Tensor, lr: f64, params: &AdamWParams) 
     let denom = (state.exp_avg_sq.sqrt()? / bias_correction2_sqrt)?.affine(1.0, params.eps)?;
     let change = (state.exp_avg.div(&denom)? * step_size)?;
     state.var.set(&(decayed - change)?)?;
+    Ok(())
+}
+
+/// [`update`] for f32 CPU tensors, with the moments and the parameter updated in place.
+fn update_in_place(state: &mut ParamState, grad: &Tensor, lr: f64, params: &AdamWParams) -> Result<()> {
+    let betas = (params.beta1, params.beta2);
+    kernels::update_moments(&state.exp_avg, &state.exp_avg_sq, grad, betas, 1.0)?;
+
+    let step = state.step as f64;
+    let update = kernels::ParamUpdate {
+        decay: (1.0 - lr * params.weight_decay) as f32,
+        step_size: (lr / (1.0 - params.beta1.powf(step))) as f32,
+        bias_correction2_sqrt: (1.0 - params.beta2.powf(step)).sqrt() as f32,
+        eps: params.eps as f32,
+    };
+    kernels::update_param(state.var.as_tensor(), &state.exp_avg, &state.exp_avg_sq, &update)?;
     Ok(())
 }
 
@@ -479,8 +499,13 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
 
 fn global_norm(grads: &GradStore, vars: &[Var]) -> Result<f64> {
     let mut squares = Vec::new();
+    let mut fast_total = 0.0;
     for var in unique_vars(vars) {
         if let Some(grad) = grads.get(var.as_tensor()) {
+            if kernels::supported(&[grad]) {
+                fast_total += kernels::sum_of_squares(grad)?;
+                continue;
+            }
             squares.push(
                 grad.to_dtype(DType::F64)?
                     .sqr()?
@@ -490,10 +515,10 @@ fn global_norm(grads: &GradStore, vars: &[Var]) -> Result<f64> {
         }
     }
     if squares.is_empty() {
-        return Ok(0.0);
+        return Ok(fast_total.sqrt());
     }
     let total = Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f64>()?;
-    Ok(total.sqrt())
+    Ok((total + fast_total).sqrt())
 }
 
 /// Returns `vars` without repeats, so a variable listed twice is counted and scaled once.

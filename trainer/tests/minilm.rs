@@ -418,3 +418,74 @@ fn padding_does_not_change_scores() {
         );
     }
 }
+
+/// Sets every dropout probability in a saved model's `config.json` to zero.
+fn switch_off_dropout(model: &Path) {
+    let path = model.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for key in ["hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"] {
+        config[key] = serde_json::json!(0.0);
+    }
+    std::fs::write(&path, config.to_string()).unwrap();
+}
+
+/// The training path (fused kernels with their own backward passes) gives transformers'
+/// gradients, with padding in the batch and dropout off.
+#[test]
+fn training_gradients_match_transformers() {
+    if !python_transformers_available() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let saved = dir.path().join("cross-encoder");
+    load(Some(2)).save(&saved).unwrap();
+    switch_off_dropout(&saved);
+    let model = CrossEncoder::load(&saved, &LoadOptions::default()).unwrap();
+
+    let pairs = real_pairs();
+    let pair_refs: Vec<(&str, &str)> = pairs.iter().map(|(q, p)| (q.as_str(), p.as_str())).collect();
+    let batch = model.tokenize(&pair_refs, 128).unwrap();
+    let mask: Vec<Vec<u32>> = batch.attention_mask.to_vec2().unwrap();
+    assert!(mask.iter().flatten().any(|&m| m == 0), "the batch has padding");
+
+    let weights: Vec<f32> = (0..pairs.len()).map(|i| if i % 2 == 0 { 1.0 } else { -0.5 } * (i as f32 + 1.0)).collect();
+    let logits = model.logits(&batch, true).unwrap();
+    let objective = (logits * Tensor::new(weights.as_slice(), model.device()).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = objective.backward().unwrap();
+
+    let parameters = [
+        "bert.embeddings.LayerNorm.weight",
+        "bert.encoder.layer.0.attention.self.query.weight",
+        "bert.encoder.layer.0.attention.self.value.bias",
+        "bert.encoder.layer.0.attention.output.LayerNorm.bias",
+        "bert.encoder.layer.1.intermediate.dense.weight",
+        "bert.encoder.layer.1.output.dense.bias",
+        "classifier.weight",
+    ];
+    let request = serde_json::json!({
+        "pairs": pairs, "max_len": 128, "weights": weights, "parameters": parameters,
+    });
+    let reference = python_reference("gradients", &saved, request);
+    let vars = model.varmap().data().lock().unwrap();
+    for name in parameters {
+        let ours: Vec<f32> = grads
+            .get(vars[name].as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let theirs: Vec<f32> = serde_json::from_value(reference[name].clone()).unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{name}");
+        let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let difference = ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            scale > 0.0 && difference <= 1e-3 * scale,
+            "{name}: gradients differ by {difference} (largest reference value {scale})"
+        );
+    }
+}

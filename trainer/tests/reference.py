@@ -3,8 +3,11 @@
 Usage: reference.py logits MODEL_DIR < {"pairs": [[query, passage], ...], "max_len": N}
        reference.py cross-encoder MODEL_DIR < {"pairs": [[query, passage], ...], "max_len": N}
        reference.py hidden MODEL_DIR < {"texts": [...]}
+       reference.py gradients MODEL_DIR < {"pairs": [...], "max_len": N, "weights": [...],
+                                          "parameters": [name, ...]}
 Prints JSON: one logit per pair (from transformers, or from sentence-transformers' CrossEncoder
-without its activation), or the last hidden states per text (without padding).
+without its activation), the last hidden states per text (without padding), or the gradients of
+the named parameters of Σ weightᵢ · logitᵢ in training mode, flattened.
 """
 
 import json
@@ -18,6 +21,9 @@ def main() -> None:
     mode, model_dir = sys.argv[1], sys.argv[2]
     request = json.load(sys.stdin)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if mode == "gradients":
+        print(json.dumps(gradients(model_dir, tokenizer, request)))
+        return
     with torch.inference_mode():
         if mode == "logits":
             model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
@@ -45,6 +51,22 @@ def main() -> None:
                 inputs = tokenizer([text], return_tensors="pt")
                 hidden.append(model(**inputs).last_hidden_state[0].tolist())
             print(json.dumps(hidden))
+
+
+def gradients(model_dir: str, tokenizer, request: dict) -> dict:
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).train()
+    inputs = tokenizer(
+        [pair[0] for pair in request["pairs"]],
+        [pair[1] for pair in request["pairs"]],
+        truncation="only_second",
+        max_length=request["max_len"],
+        padding=True,
+        return_tensors="pt",
+    )
+    logits = model(**inputs).logits.squeeze(-1)
+    (logits * torch.tensor(request["weights"])).sum().backward()
+    parameters = dict(model.named_parameters())
+    return {name: parameters[name].grad.flatten().tolist() for name in request["parameters"]}
 
 
 if __name__ == "__main__":

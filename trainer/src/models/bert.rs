@@ -11,7 +11,7 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::dropout::{Dropout, DropoutRng};
-use super::fused;
+use super::{fused, grad_ops};
 
 /// The fields of a transformers BERT `config.json` that the model uses. Other fields are kept in
 /// `extra` so a saved config keeps them.
@@ -122,8 +122,12 @@ impl LayerNorm {
     }
 
     fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        if !train && xs.is_contiguous() {
-            return candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32);
+        if xs.dtype() == DType::F32 {
+            return if train {
+                grad_ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32)
+            } else {
+                candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps as f32)
+            };
         }
         let mean = xs.mean_keepdim(D::Minus1)?;
         let centered = xs.broadcast_sub(&mean)?;
@@ -214,7 +218,7 @@ impl BertSelfAttention {
     fn project(&self, hidden: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (batch, seq_len, _) = hidden.dims3()?;
         let (weight, bias) = self.stacked_parameters()?;
-        let stacked = hidden.broadcast_matmul(&weight.t()?)?.broadcast_add(&bias)?;
+        let stacked = fused::linear(hidden, &weight, &bias, false)?;
 
         let heads = stacked
             .reshape((batch, seq_len, 3, self.num_heads, self.head_size))?
@@ -224,8 +228,8 @@ impl BertSelfAttention {
     }
 
     fn forward(&self, hidden: &Tensor, mask: &AttentionMask, train: bool) -> Result<Tensor> {
-        if let (false, Some(lengths)) = (train, &mask.lengths) {
-            return self.forward_fused(hidden, lengths.clone());
+        if let Some(lengths) = &mask.lengths {
+            return self.forward_fused(hidden, lengths.clone(), train);
         }
         let (query, key, value) = self.project(hidden)?;
         let query = (query * (1.0 / (self.head_size as f64).sqrt()))?;
@@ -235,7 +239,7 @@ impl BertSelfAttention {
             scores = scores.broadcast_add(mask_bias)?;
         }
         let probs = if train {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
+            grad_ops::softmax_last_dim(&scores)?
         } else {
             candle_nn::ops::softmax_last_dim(&scores)?
         };
@@ -246,13 +250,20 @@ impl BertSelfAttention {
         context.reshape((batch, seq_len, self.num_heads * self.head_size))
     }
 
-    /// Runs inference attention with the fused kernels for right-padded sequences.
-    fn forward_fused(&self, hidden: &Tensor, lengths: Vec<usize>) -> Result<Tensor> {
+    /// Runs attention with the fused kernels for right-padded sequences.
+    fn forward_fused(&self, hidden: &Tensor, lengths: Vec<usize>, train: bool) -> Result<Tensor> {
         let (weight, bias) = self.stacked_parameters()?;
         let stacked = fused::linear(hidden, &weight, &bias, false)?;
 
         let scale = 1.0 / (self.head_size as f32).sqrt();
-        fused::padded_attention(&stacked, lengths, self.num_heads, scale)
+        if !train {
+            return fused::padded_attention(&stacked, lengths, self.num_heads, scale);
+        }
+        let dropout = self.dropout.draw_seed().map(|seed| fused::AttentionDropout {
+            p: self.dropout.probability(),
+            seed,
+        });
+        fused::padded_attention_train(&stacked, lengths, self.num_heads, scale, dropout)
     }
 }
 
@@ -280,11 +291,8 @@ impl BertResidualOutput {
     }
 
     fn forward(&self, xs: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
-        let projected = if train {
-            self.dropout.forward(&self.dense.forward(xs)?, true)?
-        } else {
-            fused::linear(xs, self.dense.weight(), &bias_of(&self.dense)?, false)?
-        };
+        let projected = fused::linear(xs, self.dense.weight(), &bias_of(&self.dense)?, false)?;
+        let projected = self.dropout.forward(&projected, train)?;
         self.layer_norm.forward(&(projected + residual)?, train)
     }
 }
@@ -323,15 +331,11 @@ impl BertLayer {
         let attended = self.attention.forward(hidden, mask, train)?;
         let hidden = self.attention_output.forward(&attended, hidden, train)?;
 
+        let (weight, bias) = (self.intermediate.weight(), bias_of(&self.intermediate)?);
         let intermediate = if !train && self.activation == HiddenAct::Gelu {
-            fused::linear(
-                &hidden,
-                self.intermediate.weight(),
-                &bias_of(&self.intermediate)?,
-                true,
-            )?
+            fused::linear(&hidden, weight, &bias, true)?
         } else {
-            self.activation.forward(&self.intermediate.forward(&hidden)?)?
+            self.activation.forward(&fused::linear(&hidden, weight, &bias, false)?)?
         };
         self.output.forward(&intermediate, &hidden, train)
     }
@@ -379,7 +383,7 @@ impl BertModel {
         attention_mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        let mask = AttentionMask::new(attention_mask, train)?;
+        let mask = AttentionMask::new(attention_mask)?;
         let mut hidden = self.embeddings.forward(input_ids, token_type_ids, train)?;
         for layer in &self.layers {
             hidden = layer.forward(&hidden, &mask, train)?;
@@ -399,18 +403,14 @@ struct AttentionMask {
     /// Additive `[batch, 1, 1, seq]` bias: 0 for tokens, the lowest f32 for padding, as
     /// transformers does. `None` when nothing is padding or when `lengths` is used.
     bias: Option<Tensor>,
-    /// Real tokens per sequence, for the fused inference kernels; `None` in training and when
-    /// the padding is not all on the right.
+    /// Real tokens per sequence, for the fused attention kernels; `None` when the padding is not
+    /// all on the right.
     lengths: Option<Vec<usize>>,
 }
 
 impl AttentionMask {
-    fn new(attention_mask: &Tensor, train: bool) -> Result<Self> {
-        let lengths = if train {
-            None
-        } else {
-            fused::right_padded_lengths(attention_mask)?
-        };
+    fn new(attention_mask: &Tensor) -> Result<Self> {
+        let lengths = fused::right_padded_lengths(attention_mask)?;
         if lengths.is_some() {
             return Ok(Self { bias: None, lengths });
         }

@@ -2,14 +2,16 @@
 //!
 //! candle's CPU backend draws random tensors from an unseeded thread-local generator, so its
 //! dropout cannot be reproduced. Here every dropout layer of a model shares one generator that
-//! the trainer reseeds at each step, so a run resumed from a checkpoint draws the same masks as
-//! the uninterrupted run.
+//! the trainer reseeds at each step; each call takes the seed of its mask from it. A run resumed
+//! from a checkpoint therefore draws the same masks as the uninterrupted run.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{Result, Tensor};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+use super::grad_ops::seeded_dropout;
 
 /// The generator shared by the dropout layers of one model.
 #[derive(Debug, Clone)]
@@ -40,24 +42,23 @@ impl Dropout {
     }
 
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        if !train || self.p == 0.0 {
-            return Ok(xs.clone());
+        match (train, self.draw_seed()) {
+            (true, Some(seed)) => seeded_dropout(xs, self.p, seed),
+            _ => Ok(xs.clone()),
         }
-        let keep_scale = 1.0 / (1.0 - self.p);
-        let mask: Vec<f32> = {
-            let mut rng = self.rng.0.lock().expect("dropout generator lock");
-            (0..xs.elem_count())
-                .map(|_| {
-                    if rng.random::<f32>() >= self.p {
-                        keep_scale
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        };
-        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
-        xs * mask
+    }
+
+    /// Returns the dropout probability.
+    pub fn probability(&self) -> f32 {
+        self.p
+    }
+
+    /// Draws the seed of the next mask from the shared generator; `None` when `p` is 0.
+    pub fn draw_seed(&self) -> Option<u64> {
+        if self.p == 0.0 {
+            return None;
+        }
+        Some(self.rng.0.lock().expect("dropout generator lock").random::<u64>())
     }
 }
 

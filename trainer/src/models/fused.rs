@@ -1,14 +1,18 @@
-//! Inference-only CPU kernels that fuse steps of the BERT forward pass which candle runs as
-//! separate passes over memory: the bias addition of a linear layer (and the GELU after it),
-//! and masked attention. They have no backward pass, so training uses candle's own operations.
+//! CPU kernels that fuse steps of the BERT forward pass which candle runs as separate passes
+//! over memory: the bias addition of a linear layer (and, in inference, the GELU after it), and
+//! masked attention for inference. The linear layer without GELU has a backward pass, so
+//! training uses it too.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gelu::gelu_slice;
 
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, name: &str) -> Result<&'a [f32]> {
+/// Returns the f32 values of a contiguous tensor's storage; `name` goes into the error.
+pub(super) fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, name: &str) -> Result<&'a [f32]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("{name} expects contiguous input");
     };
@@ -89,21 +93,77 @@ impl CustomOp3 for LinearBias {
         *dims.last_mut().expect("x has a last dimension") = out_dim;
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
+
+    /// With y = x · wᵀ + b over rows of x: dx = dy · w, dw = dyᵀ · x, db = Σ dy over rows.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _result: &Tensor,
+        grad_result: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.gelu {
+            candle_core::bail!("the fused linear layer with GELU has no backward pass");
+        }
+        let (out_dim, in_dim) = weight.dims2()?;
+        let x_rows = x.reshape(((), in_dim))?;
+        let grad_rows = grad_result.contiguous()?.reshape(((), out_dim))?;
+
+        let grad_x = grad_rows.matmul(weight)?.reshape(x.shape())?;
+        let grad_weight = grad_rows.t()?.matmul(&x_rows)?;
+        // Σ over rows as a product with a row of ones: gemm runs it in parallel, candle's
+        // reduction over the first dimension does not.
+        let ones = Tensor::ones((1, grad_rows.dim(0)?), grad_rows.dtype(), grad_rows.device())?;
+        let grad_bias = ones.matmul(&grad_rows)?.squeeze(0)?;
+        Ok((Some(grad_x), Some(grad_weight), Some(grad_bias)))
+    }
 }
 
-/// Returns `x · weightᵀ + bias`, with the exact GELU applied when `gelu` is set.
+/// Returns `x · weightᵀ + bias`, with the exact GELU applied when `gelu` is set. Differentiable
+/// without `gelu`.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op3_no_bwd(&weight.contiguous()?, &bias.contiguous()?, &LinearBias { gelu })
+    let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
+    if gelu {
+        return x.apply_op3_no_bwd(&weight, &bias, &LinearBias { gelu });
+    }
+    x.apply_op3(&weight, &bias, LinearBias { gelu })
 }
 
 /// Masked softmax attention for right-padded sequences of the given lengths, reading queries,
 /// keys and values from the output of the stacked projection, `[batch, seq, 3 · heads · head]`.
 /// Returns `[batch, seq, heads · head]`; rows at padded positions are zero.
+///
+/// In training, dropout on the attention probabilities draws its mask from `dropout`'s seed and
+/// the (sequence, head) pair, and the backward pass recomputes the probabilities and the mask
+/// instead of keeping them: the `[batch, heads, seq, seq]` tensors candle would keep for the
+/// backward pass are never stored.
+#[derive(Clone)]
 struct PaddedAttention {
     lengths: Vec<usize>,
     heads: usize,
     scale: f32,
+    dropout: Option<AttentionDropout>,
+}
+
+/// Dropout on attention probabilities: probability `p`, masks derived from `seed`.
+#[derive(Clone, Copy)]
+pub struct AttentionDropout {
+    pub p: f32,
+    pub seed: u64,
+}
+
+impl AttentionDropout {
+    /// Returns the keep mask of one (sequence, head) task, n × n, as 0 or 1 / (1 − p).
+    fn mask(&self, task: usize, n: usize) -> Vec<f32> {
+        let mixed = self.seed ^ (task as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = SmallRng::seed_from_u64(mixed);
+        let threshold = (f64::from(self.p) * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+        let keep_scale = 1.0 / (1.0 - self.p);
+        (0..n * n)
+            .map(|_| if rng.next_u32() >= threshold { keep_scale } else { 0.0 })
+            .collect()
+    }
 }
 
 /// A raw output pointer shared by tasks that write disjoint rows.
@@ -113,13 +173,68 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-impl CustomOp1 for PaddedAttention {
-    fn name(&self) -> &'static str {
-        "padded-attention"
+/// Where one (sequence, head) task reads and writes in the stacked `[batch, seq, 3 · hidden]`
+/// projection and the `[batch, seq, hidden]` context.
+struct HeadBlock {
+    seq_len: usize,
+    hidden: usize,
+    head_size: usize,
+}
+
+impl HeadBlock {
+    fn stacked(&self) -> usize {
+        3 * self.hidden
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let qkv = contiguous(storage, layout, "attention")?;
+    /// Offset of the first row of queries (0), keys (1) or values (2) of sequence b, head h.
+    fn projection(&self, which: usize, b: usize, h: usize) -> usize {
+        b * self.seq_len * self.stacked() + which * self.hidden + h * self.head_size
+    }
+
+    /// Offset of the first context row of sequence b, head h.
+    fn context(&self, b: usize, h: usize) -> usize {
+        b * self.seq_len * self.hidden + h * self.head_size
+    }
+}
+
+/// `dst = beta · lhs · rhs` for row-major blocks given by (pointer, column stride, row stride).
+///
+/// # Safety
+/// Each pointer must address an m × k (lhs), k × n (rhs) or m × n (dst) matrix with the given
+/// strides, and dst must not overlap the inputs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, isize, isize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+    beta: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.0,
+        dst.1,
+        dst.2,
+        false,
+        lhs.0,
+        lhs.1,
+        lhs.2,
+        rhs.0,
+        rhs.1,
+        rhs.2,
+        0.0,
+        beta,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
+}
+
+impl PaddedAttention {
+    fn check(&self, layout: &Layout) -> Result<HeadBlock> {
         let (batch, seq_len, stacked) = layout.shape().dims3()?;
         if self.lengths.len() != batch || self.lengths.iter().any(|&n| n == 0 || n > seq_len) {
             candle_core::bail!(
@@ -127,76 +242,166 @@ impl CustomOp1 for PaddedAttention {
                 self.lengths
             );
         }
-        let (heads, hidden) = (self.heads, stacked / 3);
-        let head_size = hidden / heads;
-        let mut out = vec![0f32; batch * seq_len * hidden];
-        let shared = SharedOut(out.as_mut_ptr());
-        // Row i of sequence b starts at (b · seq + i) · stacked: queries, then keys, then values.
-        let offset =
-            |which: usize, b: usize, h: usize| b * seq_len * stacked + which * hidden + h * head_size;
-        let row_stride = stacked as isize;
+        let hidden = stacked / 3;
+        Ok(HeadBlock {
+            seq_len,
+            hidden,
+            head_size: hidden / self.heads,
+        })
+    }
 
-        (0..batch * heads).into_par_iter().for_each(|task| {
-            let (b, h) = (task / heads, task % heads);
-            let n = self.lengths[b];
-            let (q, k, v) = (
-                &qkv[offset(0, b, h)..],
-                &qkv[offset(1, b, h)..],
-                &qkv[offset(2, b, h)..],
+    /// Returns the attention probabilities of one task, n × n, before dropout.
+    fn probabilities(&self, qkv: &[f32], block: &HeadBlock, task: usize) -> Vec<f32> {
+        let (b, h) = (task / self.heads, task % self.heads);
+        let n = self.lengths[b];
+        let row_stride = block.stacked() as isize;
+        let (q, k) = (&qkv[block.projection(0, b, h)..], &qkv[block.projection(1, b, h)..]);
+        let mut probs = vec![0f32; n * n];
+        // SAFETY: q and k start n rows of head_size floats inside `qkv`, rows `stacked` apart;
+        // kᵀ is read with swapped strides; `probs` is n × n.
+        unsafe {
+            matmul(
+                (n, n, block.head_size),
+                (probs.as_mut_ptr(), 1, n as isize),
+                (q.as_ptr(), 1, row_stride),
+                (k.as_ptr(), row_stride, 1),
+                self.scale,
             );
-            let mut scores = vec![0f32; n * n];
+        }
+        softmax_rows(&mut probs, n);
+        probs
+    }
+
+    /// Returns the probabilities after dropout, and the dropout mask when there is one.
+    fn dropped_probabilities(&self, qkv: &[f32], block: &HeadBlock, task: usize) -> (Vec<f32>, Option<Vec<f32>>) {
+        let mut probs = self.probabilities(qkv, block, task);
+        let n = self.lengths[task / self.heads];
+        let mask = self.dropout.map(|dropout| dropout.mask(task, n));
+        if let Some(mask) = &mask {
+            probs.iter_mut().zip(mask).for_each(|(p, m)| *p *= m);
+        }
+        (probs, mask)
+    }
+}
+
+impl CustomOp1 for PaddedAttention {
+    fn name(&self) -> &'static str {
+        "padded-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = contiguous(storage, layout, "attention")?;
+        let block = self.check(layout)?;
+        let batch = self.lengths.len();
+        let mut out = vec![0f32; batch * block.seq_len * block.hidden];
+        let shared = SharedOut(out.as_mut_ptr());
+
+        (0..batch * self.heads).into_par_iter().for_each(|task| {
+            let (b, h) = (task / self.heads, task % self.heads);
+            let n = self.lengths[b];
+            let (probs, _) = self.dropped_probabilities(qkv, &block, task);
+            let v = &qkv[block.projection(2, b, h)..];
             let out = shared;
-            // SAFETY: q, k and v each start n rows of head_size floats inside `qkv`, with rows
-            // `stacked` apart. `scores` is n × n. The output block starts at row 0 of sequence b,
-            // column h · head_size, with rows `hidden` apart, and no other task writes it.
+            // SAFETY: v starts n rows of head_size floats, rows `stacked` apart. The output block
+            // starts at row 0 of sequence b, column h · head_size, with rows `hidden` apart, and
+            // no other task writes it.
             unsafe {
-                gemm::gemm(
-                    n,
-                    n,
-                    head_size,
-                    scores.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    row_stride,
-                    k.as_ptr(),
-                    row_stride,
-                    1,
-                    0.0,
-                    self.scale,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-                softmax_rows(&mut scores, n);
-                gemm::gemm(
-                    n,
-                    head_size,
-                    n,
-                    out.0.add(b * seq_len * hidden + h * head_size),
-                    1,
-                    hidden as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    n as isize,
-                    v.as_ptr(),
-                    1,
-                    row_stride,
-                    0.0,
+                matmul(
+                    (n, block.head_size, n),
+                    (out.0.add(block.context(b, h)), 1, block.hidden as isize),
+                    (probs.as_ptr(), 1, n as isize),
+                    (v.as_ptr(), 1, block.stacked() as isize),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from((batch, seq_len, hidden))))
+        Ok((CpuStorage::F32(out), Shape::from((batch, block.seq_len, block.hidden))))
     }
+
+    fn bwd(&self, qkv: &Tensor, _result: &Tensor, grad_result: &Tensor) -> Result<Option<Tensor>> {
+        let grad = qkv.apply_op2_no_bwd(&grad_result.contiguous()?, &PaddedAttentionGrad(self.clone()))?;
+        Ok(Some(grad))
+    }
+}
+
+/// The backward pass of [`PaddedAttention`]: from the stacked projection and the context's
+/// gradient, the gradient of the stacked projection. With P̃ the probabilities after dropout
+/// (mask M): dV = P̃ᵀ·dO, dP = (dO·Vᵀ) ⊙ M, dS = P ⊙ (dP − Σ dP ⊙ P), dQ = s·dS·K, dK = s·dSᵀ·Q.
+struct PaddedAttentionGrad(PaddedAttention);
+
+impl CustomOp2 for PaddedAttentionGrad {
+    fn name(&self) -> &'static str {
+        "padded-attention-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qkv_storage: &CpuStorage,
+        qkv_layout: &Layout,
+        grad_storage: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let attention = &self.0;
+        let qkv = contiguous(qkv_storage, qkv_layout, "attention backward")?;
+        let grad_out = contiguous(grad_storage, grad_layout, "attention backward")?;
+        let block = attention.check(qkv_layout)?;
+        let mut grad_qkv = vec![0f32; qkv.len()];
+        let shared = SharedOut(grad_qkv.as_mut_ptr());
+
+        (0..attention.lengths.len() * attention.heads)
+            .into_par_iter()
+            .for_each(|task| attention.backward_task(qkv, grad_out, &block, task, shared));
+        Ok((CpuStorage::F32(grad_qkv), qkv_layout.shape().clone()))
+    }
+}
+
+impl PaddedAttention {
+    /// Writes the query, key and value gradients of one (sequence, head) task into `grad_qkv`.
+    fn backward_task(&self, qkv: &[f32], grad_out: &[f32], block: &HeadBlock, task: usize, grad_qkv: SharedOut) {
+        let (b, h) = (task / self.heads, task % self.heads);
+        let n = self.lengths[b];
+        let probs = self.probabilities(qkv, block, task);
+        let mask = self.dropout.map(|dropout| dropout.mask(task, n));
+        let dropped: Vec<f32> = match &mask {
+            Some(mask) => probs.iter().zip(mask).map(|(p, m)| p * m).collect(),
+            None => probs.clone(),
+        };
+        let (stacked, hidden, d) = (block.stacked() as isize, block.hidden as isize, block.head_size);
+        let (q, k, v) = (
+            qkv[block.projection(0, b, h)..].as_ptr(),
+            qkv[block.projection(1, b, h)..].as_ptr(),
+            qkv[block.projection(2, b, h)..].as_ptr(),
+        );
+        let d_out = grad_out[block.context(b, h)..].as_ptr();
+        let mut d_probs = vec![0f32; n * n];
+        // SAFETY: every block below lies inside `qkv`, `grad_out`, the task's own n × n buffers
+        // or the task's own (sequence, head) block of `grad_qkv`, with the strides given.
+        unsafe {
+            let grad_at = |which: usize| grad_qkv.0.add(block.projection(which, b, h));
+            // dV = P̃ᵀ · dO.
+            matmul((n, d, n), (grad_at(2), 1, stacked), (dropped.as_ptr(), n as isize, 1), (d_out, 1, hidden), 1.0);
+            // dP̃ = dO · Vᵀ.
+            matmul((n, n, d), (d_probs.as_mut_ptr(), 1, n as isize), (d_out, 1, hidden), (v, stacked, 1), 1.0);
+        }
+
+        // Through dropout (dP = dP̃ ⊙ M), then the softmax's backward pass row by row.
+        if let Some(mask) = &mask {
+            d_probs.iter_mut().zip(mask).for_each(|(g, m)| *g *= m);
+        }
+        for (g_row, p_row) in d_probs.chunks_mut(n).zip(probs.chunks(n)) {
+            let dot: f32 = g_row.iter().zip(p_row).map(|(g, p)| g * p).sum();
+            g_row.iter_mut().zip(p_row).for_each(|(g, p)| *g = p * (*g - dot));
+        }
+
+        // SAFETY: as above; d_probs now holds dS, n × n.
+        unsafe {
+            let grad_at = |which: usize| grad_qkv.0.add(block.projection(which, b, h));
+            // dQ = s · dS · K and dK = s · dSᵀ · Q.
+            matmul((n, d, n), (grad_at(0), 1, stacked), (d_probs.as_ptr(), 1, n as isize), (k, 1, stacked), self.scale);
+            matmul((n, d, n), (grad_at(1), 1, stacked), (d_probs.as_ptr(), n as isize, 1), (q, 1, stacked), self.scale);
+        }
+    }
+
 }
 
 fn softmax_rows(scores: &mut [f32], width: usize) {
@@ -214,12 +419,29 @@ fn softmax_rows(scores: &mut [f32], width: usize) {
 
 /// Returns scaled dot-product attention for right-padded sequences with `lengths` real tokens,
 /// from the stacked projection `qkv` (`[batch, seq, 3 · heads · head]`, queries first), as
-/// `[batch, seq, heads · head]`.
+/// `[batch, seq, heads · head]`, for inference (not differentiable).
 pub fn padded_attention(qkv: &Tensor, lengths: Vec<usize>, heads: usize, scale: f32) -> Result<Tensor> {
     qkv.contiguous()?.apply_op1_no_bwd(&PaddedAttention {
         lengths,
         heads,
         scale,
+        dropout: None,
+    })
+}
+
+/// [`padded_attention`] for training: differentiable, with dropout on the probabilities.
+pub fn padded_attention_train(
+    qkv: &Tensor,
+    lengths: Vec<usize>,
+    heads: usize,
+    scale: f32,
+    dropout: Option<AttentionDropout>,
+) -> Result<Tensor> {
+    qkv.contiguous()?.apply_op1(PaddedAttention {
+        lengths,
+        heads,
+        scale,
+        dropout,
     })
 }
 
@@ -236,4 +458,115 @@ pub fn right_padded_lengths(attention_mask: &Tensor) -> Result<Option<Vec<usize>
         lengths.push(length);
     }
     Ok(Some(lengths))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::testing::max_difference;
+    use candle_core::{Device, Module, Var};
+
+    /// candle's composed attention over `[batch, seq, 3 · hidden]`, with padded key columns
+    /// masked and padded query rows zeroed, as the fused kernel returns them.
+    fn reference_attention(qkv: &Tensor, lengths: &[usize], heads: usize, scale: f64) -> Tensor {
+        let (batch, seq_len, stacked) = qkv.dims3().unwrap();
+        let head_size = stacked / 3 / heads;
+        let split = qkv
+            .reshape((batch, seq_len, 3, heads, head_size))
+            .unwrap()
+            .permute((2, 0, 3, 1, 4))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let (q, k, v) = (split.get(0).unwrap(), split.get(1).unwrap(), split.get(2).unwrap());
+        let real: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&n| (0..seq_len).map(move |i| if i < n { 1.0 } else { 0.0 }))
+            .collect();
+        let real = Tensor::from_vec(real, (batch, seq_len), qkv.device()).unwrap();
+        let bias = ((real.clone() - 1.0).unwrap() * 1e9).unwrap().reshape((batch, 1, 1, seq_len)).unwrap();
+
+        let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap().broadcast_add(&bias).unwrap();
+        let probs = candle_nn::ops::softmax(&scores, candle_core::D::Minus1).unwrap();
+        let context = probs.matmul(&v).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        let context = context.reshape((batch, seq_len, heads * head_size)).unwrap();
+        context.broadcast_mul(&real.unsqueeze(2).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn training_attention_and_its_gradient_match_candle() {
+        let device = Device::Cpu;
+        let (lengths, heads) = (vec![7, 4, 1], 2);
+        let qkv = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 7, 3 * 8), &device).unwrap()).unwrap();
+        let upstream = Tensor::randn(0f32, 1.0, (3, 7, 8), &device).unwrap();
+
+        let ours = padded_attention_train(&qkv, lengths.clone(), heads, 0.5, None).unwrap();
+        let theirs = reference_attention(&qkv, &lengths, heads, 0.5);
+        assert!(max_difference(&ours, &theirs) < 1e-5);
+
+        let grad_ours = (ours * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let grad_theirs = (theirs * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let difference = max_difference(grad_ours.get(&qkv).unwrap(), grad_theirs.get(&qkv).unwrap());
+        assert!(difference < 1e-4, "gradients differ by {difference}");
+    }
+
+    #[test]
+    fn attention_dropout_gradient_matches_finite_differences() {
+        let device = Device::Cpu;
+        let (lengths, heads) = (vec![6, 3], 2);
+        let dropout = Some(AttentionDropout { p: 0.3, seed: 5 });
+        let qkv = Tensor::randn(0f32, 1.0, (2, 6, 3 * 8), &device).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (2, 6, 8), &device).unwrap();
+        let direction = Tensor::randn(0f32, 1.0, (2, 6, 3 * 8), &device).unwrap();
+        let objective = |x: &Tensor| -> Tensor {
+            let out = padded_attention_train(x, lengths.clone(), heads, 0.5, dropout).unwrap();
+            (out * &weights).unwrap().sum_all().unwrap()
+        };
+
+        let var = Var::from_tensor(&qkv).unwrap();
+        let grads = objective(var.as_tensor()).backward().unwrap();
+        let analytic = (grads.get(&var).unwrap() * &direction)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+
+        let eps = 1e-2;
+        let step = (&direction * eps).unwrap();
+        let plus = objective(&(&qkv + &step).unwrap()).to_scalar::<f32>().unwrap();
+        let minus = objective(&(&qkv - &step).unwrap()).to_scalar::<f32>().unwrap();
+        let numeric = (plus - minus) / (2.0 * eps as f32);
+        assert!(
+            (analytic - numeric).abs() < 1e-2 * analytic.abs().max(1.0),
+            "analytic {analytic}, finite differences {numeric}"
+        );
+
+        let without = padded_attention_train(&qkv, lengths.clone(), heads, 0.5, None).unwrap();
+        let with = padded_attention_train(&qkv, lengths.clone(), heads, 0.5, dropout).unwrap();
+        assert!(max_difference(&with, &without) > 0.0, "dropout changes the output");
+    }
+
+    #[test]
+    fn linear_and_its_gradients_match_candle() {
+        let device = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 5, 16), &device).unwrap()).unwrap();
+        let weight = Var::from_tensor(&Tensor::randn(0f32, 1.0, (8, 16), &device).unwrap()).unwrap();
+        let bias = Var::from_tensor(&Tensor::randn(0f32, 1.0, 8, &device).unwrap()).unwrap();
+        let upstream = Tensor::randn(0f32, 1.0, (3, 5, 8), &device).unwrap();
+
+        let ours = linear(&x, &weight, &bias, false).unwrap();
+        let theirs = candle_nn::Linear::new(weight.as_tensor().clone(), Some(bias.as_tensor().clone()))
+            .forward(&x)
+            .unwrap();
+        assert!(max_difference(&ours, &theirs) < 1e-4);
+
+        let grad_ours = (ours * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        let grad_theirs = (theirs * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, var) in [("input", &x), ("weight", &weight), ("bias", &bias)] {
+            let difference =
+                max_difference(grad_ours.get(var).unwrap(), grad_theirs.get(var).unwrap());
+            assert!(difference < 1e-4, "{name} gradients differ by {difference}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! double-precision erf per element: on a [64, 128, 1536] tensor it took 66 ms against 24 ms for
 //! this op (2 cores, AMD EPYC, dev profile with the numeric crates optimised).
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Coefficients of Abramowitz and Stegun 7.1.28: for x ≥ 0,
@@ -68,12 +68,55 @@ impl CustomOp1 for GeluErf {
         Ok((CpuStorage::F32(output), layout.shape().clone()))
     }
 
-    /// d/dx [x·Φ(x)] = Φ(x) + x·φ(x), computed with candle's exact erf.
+    /// d/dx [x·Φ(x)] = Φ(x) + x·φ(x), in one parallel pass.
     fn bwd(&self, arg: &Tensor, _result: &Tensor, grad_result: &Tensor) -> Result<Option<Tensor>> {
-        let cdf = (((arg * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5)?;
-        let density = ((arg.sqr()? * -0.5)?.exp()? * (1.0 / (2.0 * std::f64::consts::PI).sqrt()))?;
-        let derivative = (cdf + (arg * density)?)?;
-        Ok(Some(grad_result.mul(&derivative)?))
+        let grad = arg.apply_op2_no_bwd(&grad_result.contiguous()?, &GeluErfGrad)?;
+        Ok(Some(grad))
+    }
+}
+
+fn gelu_derivative(x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    let density = (-0.5 * x * x).exp() * FRAC_1_SQRT_2PI;
+    cdf + x * density
+}
+
+/// 1 / √(2π), the standard normal density at 0.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// The backward pass of [`GeluErf`], from its input and the output's gradient.
+struct GeluErfGrad;
+
+impl CustomOp2 for GeluErfGrad {
+    fn name(&self) -> &'static str {
+        "gelu-erf-as7128-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x_storage: &CpuStorage,
+        x_layout: &Layout,
+        grad_storage: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (Some((x_start, x_end)), Some((g_start, g_end))) = (
+            x_layout.contiguous_offsets(),
+            grad_layout.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("gelu backward expects contiguous tensors");
+        };
+        let x = &x_storage.as_slice::<f32>()?[x_start..x_end];
+        let grad = &grad_storage.as_slice::<f32>()?[g_start..g_end];
+        let mut output = vec![0f32; x.len()];
+        output
+            .par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
+            .for_each(|(out, (x, grad))| {
+                for ((o, &x), &g) in out.iter_mut().zip(x).zip(grad) {
+                    *o = g * gelu_derivative(x);
+                }
+            });
+        Ok((CpuStorage::F32(output), x_layout.shape().clone()))
     }
 }
 
@@ -107,7 +150,8 @@ mod tests {
 
     #[test]
     fn gradient_matches_candle() {
-        let xs = Var::new(&[-3.0f32, -0.5, 0.0, 0.7, 2.5], &Device::Cpu).unwrap();
+        let xs = Tensor::arange(-600i64, 600, &Device::Cpu).unwrap();
+        let xs = Var::from_tensor(&(xs.to_dtype(candle_core::DType::F32).unwrap() / 100.0).unwrap()).unwrap();
         let ours = gelu_erf(xs.as_tensor())
             .unwrap()
             .sum_all()
@@ -125,7 +169,7 @@ mod tests {
         let ours: Vec<f32> = ours.get(&xs).unwrap().to_vec1().unwrap();
         let theirs: Vec<f32> = theirs.get(&xs).unwrap().to_vec1().unwrap();
         for (a, b) in ours.iter().zip(&theirs) {
-            assert!((a - b).abs() < 1e-5, "gradient {a} against {b}");
+            assert!((a - b).abs() < 2e-6, "gradient {a} against {b}");
         }
     }
 }
