@@ -405,6 +405,8 @@ struct AttentionMask {
     bias: Option<Tensor>,
     /// Real tokens per sequence, for the fused attention kernels; `None` when the padding is not
     /// all on the right.
+    // NOTE: batches padded elsewhere (none of this project's tokenizers do so) train through
+    // candle's composed attention, which is slower and keeps the [batch, heads, seq, seq] tensors.
     lengths: Option<Vec<usize>>,
 }
 

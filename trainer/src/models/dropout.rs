@@ -42,9 +42,12 @@ impl Dropout {
     }
 
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        match (train, self.draw_seed()) {
-            (true, Some(seed)) => seeded_dropout(xs, self.p, seed),
-            _ => Ok(xs.clone()),
+        if !train {
+            return Ok(xs.clone());
+        }
+        match self.draw_seed() {
+            Some(seed) => seeded_dropout(xs, self.p, seed),
+            None => Ok(xs.clone()),
         }
     }
 

@@ -4,12 +4,12 @@
 //! training uses it too.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
+use rand::RngCore;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::gelu::gelu_slice;
+use super::grad_ops::{drop_threshold, mask_rng};
 
 /// Returns the f32 values of a contiguous tensor's storage; `name` goes into the error.
 pub(super) fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, name: &str) -> Result<&'a [f32]> {
@@ -135,9 +135,8 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, gelu: bool) -> Result<
 /// Returns `[batch, seq, heads · head]`; rows at padded positions are zero.
 ///
 /// In training, dropout on the attention probabilities draws its mask from `dropout`'s seed and
-/// the (sequence, head) pair, and the backward pass recomputes the probabilities and the mask
-/// instead of keeping them: the `[batch, heads, seq, seq]` tensors candle would keep for the
-/// backward pass are never stored.
+/// the (sequence, head) pair. The backward pass recomputes the probabilities and the mask, so the
+/// `[batch, heads, seq, seq]` tensors that candle would keep for it are never stored.
 #[derive(Clone)]
 struct PaddedAttention {
     lengths: Vec<usize>,
@@ -156,9 +155,8 @@ pub struct AttentionDropout {
 impl AttentionDropout {
     /// Returns the keep mask of one (sequence, head) task, n × n, as 0 or 1 / (1 − p).
     fn mask(&self, task: usize, n: usize) -> Vec<f32> {
-        let mixed = self.seed ^ (task as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut rng = SmallRng::seed_from_u64(mixed);
-        let threshold = (f64::from(self.p) * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+        let mut rng = mask_rng(self.seed, task as u64 + 1);
+        let threshold = drop_threshold(self.p);
         let keep_scale = 1.0 / (1.0 - self.p);
         (0..n * n)
             .map(|_| if rng.next_u32() >= threshold { keep_scale } else { 0.0 })
@@ -173,8 +171,13 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-/// Where one (sequence, head) task reads and writes in the stacked `[batch, seq, 3 · hidden]`
-/// projection and the `[batch, seq, hidden]` context.
+/// Parts of the stacked projection, in the order of its columns.
+const QUERIES: usize = 0;
+const KEYS: usize = 1;
+const VALUES: usize = 2;
+
+/// Offsets of one (sequence, head) task's blocks in the stacked `[batch, seq, 3 · hidden]`
+/// projection and in the `[batch, seq, hidden]` context.
 struct HeadBlock {
     seq_len: usize,
     hidden: usize,
@@ -186,12 +189,13 @@ impl HeadBlock {
         3 * self.hidden
     }
 
-    /// Offset of the first row of queries (0), keys (1) or values (2) of sequence b, head h.
-    fn projection(&self, which: usize, b: usize, h: usize) -> usize {
-        b * self.seq_len * self.stacked() + which * self.hidden + h * self.head_size
+    /// Returns the offset of the first row of `part` (`QUERIES`, `KEYS` or `VALUES`) of sequence
+    /// b, head h.
+    fn projection(&self, part: usize, b: usize, h: usize) -> usize {
+        b * self.seq_len * self.stacked() + part * self.hidden + h * self.head_size
     }
 
-    /// Offset of the first context row of sequence b, head h.
+    /// Returns the offset of the first context row of sequence b, head h.
     fn context(&self, b: usize, h: usize) -> usize {
         b * self.seq_len * self.hidden + h * self.head_size
     }
@@ -255,10 +259,11 @@ impl PaddedAttention {
         let (b, h) = (task / self.heads, task % self.heads);
         let n = self.lengths[b];
         let row_stride = block.stacked() as isize;
-        let (q, k) = (&qkv[block.projection(0, b, h)..], &qkv[block.projection(1, b, h)..]);
+        let q = &qkv[block.projection(QUERIES, b, h)..];
+        let k = &qkv[block.projection(KEYS, b, h)..];
         let mut probs = vec![0f32; n * n];
-        // SAFETY: q and k start n rows of head_size floats inside `qkv`, rows `stacked` apart;
-        // kᵀ is read with swapped strides; `probs` is n × n.
+        // SAFETY: q and k start n rows of head_size floats inside `qkv`, rows `stacked` apart,
+        // and kᵀ is read with swapped strides. `probs` is n × n.
         unsafe {
             matmul(
                 (n, n, block.head_size),
@@ -300,7 +305,7 @@ impl CustomOp1 for PaddedAttention {
             let (b, h) = (task / self.heads, task % self.heads);
             let n = self.lengths[b];
             let (probs, _) = self.dropped_probabilities(qkv, &block, task);
-            let v = &qkv[block.projection(2, b, h)..];
+            let v = &qkv[block.projection(VALUES, b, h)..];
             let out = shared;
             // SAFETY: v starts n rows of head_size floats, rows `stacked` apart. The output block
             // starts at row 0 of sequence b, column h · head_size, with rows `hidden` apart, and
@@ -362,24 +367,24 @@ impl PaddedAttention {
         let n = self.lengths[b];
         let probs = self.probabilities(qkv, block, task);
         let mask = self.dropout.map(|dropout| dropout.mask(task, n));
-        let dropped: Vec<f32> = match &mask {
-            Some(mask) => probs.iter().zip(mask).map(|(p, m)| p * m).collect(),
-            None => probs.clone(),
-        };
+        let dropped: Option<Vec<f32>> = mask
+            .as_ref()
+            .map(|mask| probs.iter().zip(mask).map(|(p, m)| p * m).collect());
+        let dropped = dropped.as_deref().unwrap_or(&probs);
         let (stacked, hidden, d) = (block.stacked() as isize, block.hidden as isize, block.head_size);
         let (q, k, v) = (
-            qkv[block.projection(0, b, h)..].as_ptr(),
-            qkv[block.projection(1, b, h)..].as_ptr(),
-            qkv[block.projection(2, b, h)..].as_ptr(),
+            qkv[block.projection(QUERIES, b, h)..].as_ptr(),
+            qkv[block.projection(KEYS, b, h)..].as_ptr(),
+            qkv[block.projection(VALUES, b, h)..].as_ptr(),
         );
         let d_out = grad_out[block.context(b, h)..].as_ptr();
         let mut d_probs = vec![0f32; n * n];
         // SAFETY: every block below lies inside `qkv`, `grad_out`, the task's own n × n buffers
         // or the task's own (sequence, head) block of `grad_qkv`, with the strides given.
         unsafe {
-            let grad_at = |which: usize| grad_qkv.0.add(block.projection(which, b, h));
+            let grad_at = |part: usize| grad_qkv.0.add(block.projection(part, b, h));
             // dV = P̃ᵀ · dO.
-            matmul((n, d, n), (grad_at(2), 1, stacked), (dropped.as_ptr(), n as isize, 1), (d_out, 1, hidden), 1.0);
+            matmul((n, d, n), (grad_at(VALUES), 1, stacked), (dropped.as_ptr(), n as isize, 1), (d_out, 1, hidden), 1.0);
             // dP̃ = dO · Vᵀ.
             matmul((n, n, d), (d_probs.as_mut_ptr(), 1, n as isize), (d_out, 1, hidden), (v, stacked, 1), 1.0);
         }
@@ -393,12 +398,12 @@ impl PaddedAttention {
             g_row.iter_mut().zip(p_row).for_each(|(g, p)| *g = p * (*g - dot));
         }
 
-        // SAFETY: as above; d_probs now holds dS, n × n.
+        // SAFETY: as above. d_probs now contains dS, n × n.
         unsafe {
-            let grad_at = |which: usize| grad_qkv.0.add(block.projection(which, b, h));
+            let grad_at = |part: usize| grad_qkv.0.add(block.projection(part, b, h));
             // dQ = s · dS · K and dK = s · dSᵀ · Q.
-            matmul((n, d, n), (grad_at(0), 1, stacked), (d_probs.as_ptr(), 1, n as isize), (k, 1, stacked), self.scale);
-            matmul((n, d, n), (grad_at(1), 1, stacked), (d_probs.as_ptr(), n as isize, 1), (q, 1, stacked), self.scale);
+            matmul((n, d, n), (grad_at(QUERIES), 1, stacked), (d_probs.as_ptr(), 1, n as isize), (k, 1, stacked), self.scale);
+            matmul((n, d, n), (grad_at(KEYS), 1, stacked), (d_probs.as_ptr(), n as isize, 1), (q, 1, stacked), self.scale);
         }
     }
 
@@ -494,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn training_attention_and_its_gradient_match_candle() {
+    fn attention_gradient_matches_candle() {
         let device = Device::Cpu;
         let (lengths, heads) = (vec![7, 4, 1], 2);
         let qkv = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 7, 3 * 8), &device).unwrap()).unwrap();
@@ -548,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn linear_and_its_gradients_match_candle() {
+    fn linear_gradients_match_candle() {
         let device = Device::Cpu;
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 5, 16), &device).unwrap()).unwrap();
         let weight = Var::from_tensor(&Tensor::randn(0f32, 1.0, (8, 16), &device).unwrap()).unwrap();

@@ -1,11 +1,11 @@
 //! CPU kernels with backward passes for the training path: softmax over the last dimension,
 //! layer normalisation and seeded dropout.
 //!
-//! candle builds these from element-wise operations (softmax is five passes forward and more
-//! backward; layer normalisation about ten) and keeps every intermediate tensor for the backward
-//! pass. Here each is one parallel pass forward and one or two backward, and only the input and
-//! the output are kept. Dropout keeps no mask at all: the backward pass draws it again from the
-//! same seed.
+//! candle builds these from element-wise operations: softmax is five passes forward and more
+//! backward, and layer normalisation about ten. It also keeps every intermediate tensor for the
+//! backward pass. Here each is one parallel pass forward and one or two backward, and only the
+//! input and the output are kept. Dropout keeps no mask at all, because the backward pass draws
+//! it again from the same seed.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rand::rngs::SmallRng;
@@ -101,7 +101,7 @@ struct LayerNorm {
     eps: f32,
 }
 
-/// The mean and the reciprocal standard deviation of one row.
+/// Returns the mean and the reciprocal standard deviation of one row.
 fn row_statistics(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
     let mean = row.iter().sum::<f32>() / n;
@@ -273,12 +273,14 @@ struct SeededDropout {
     seed: u64,
 }
 
-impl SeededDropout {
-    /// The generator of the mask for the `index`-th chunk of `CHUNK` elements.
-    fn chunk_rng(&self, index: usize) -> SmallRng {
-        let mixed = self.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        SmallRng::seed_from_u64(mixed)
-    }
+/// Returns the generator of one stream of mask bits: `seed` mixed with the stream's number.
+pub(super) fn mask_rng(seed: u64, stream: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Returns the u32 below which a uniform draw drops a value, for dropout probability `p`.
+pub(super) fn drop_threshold(p: f32) -> u32 {
+    (f64::from(p) * 4_294_967_296.0).min(u32::MAX as f64) as u32
 }
 
 impl CustomOp1 for SeededDropout {
@@ -288,8 +290,7 @@ impl CustomOp1 for SeededDropout {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let input = contiguous(storage, layout, "dropout")?;
-        // A value is dropped when a uniform u32 falls below p · 2³².
-        let threshold = (f64::from(self.p) * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+        let threshold = drop_threshold(self.p);
         let keep_scale = 1.0 / (1.0 - self.p);
 
         let mut output = vec![0f32; input.len()];
@@ -298,7 +299,7 @@ impl CustomOp1 for SeededDropout {
             .zip(input.par_chunks(CHUNK))
             .enumerate()
             .for_each(|(index, (out, inp))| {
-                let mut rng = self.chunk_rng(index);
+                let mut rng = mask_rng(self.seed, index as u64);
                 for (o, x) in out.iter_mut().zip(inp) {
                     let keep = rng.next_u32() >= threshold;
                     *o = if keep { x * keep_scale } else { 0.0 };
@@ -307,7 +308,7 @@ impl CustomOp1 for SeededDropout {
         Ok((CpuStorage::F32(output), layout.shape().clone()))
     }
 
-    /// The same mask, drawn again from the seed, applied to the gradient.
+    /// Applies the same mask, drawn again from the seed, to the gradient.
     fn bwd(&self, _arg: &Tensor, _result: &Tensor, grad_result: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad_result.contiguous()?.apply_op1_no_bwd(self)?))
     }
@@ -317,7 +318,7 @@ impl CustomOp1 for SeededDropout {
 /// mask determined by `seed`. Differentiable; the mask is not stored.
 pub fn seeded_dropout(xs: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     if !(0.0..1.0).contains(&p) {
-        candle_core::bail!("dropout probability {p} is outside [0, 1)");
+        candle_core::bail!("invalid dropout probability {p}: expected a value in [0, 1)");
     }
     xs.contiguous()?.apply_op1(SeededDropout { p, seed })
 }
@@ -353,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn softmax_and_its_gradient_match_candle() {
+    fn softmax_gradient_matches_candle() {
         let xs = Var::from_tensor(&random((3, 5, 7), 1)).unwrap();
         let weights = random((3, 5, 7), 2);
 
@@ -371,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn layer_norm_and_its_gradients_match_candle() {
+    fn layer_norm_gradients_match_candle() {
         let xs = Var::from_tensor(&random((300, 2, 24), 3)).unwrap();
         let weight = Var::from_tensor(&random((1, 1, 24), 4).flatten_all().unwrap()).unwrap();
         let bias = Var::from_tensor(&random((1, 1, 24), 5).flatten_all().unwrap()).unwrap();
@@ -391,12 +392,12 @@ mod tests {
     }
 
     #[test]
-    fn dropout_gradient_uses_the_forward_mask() {
+    fn dropout_gradient_reuses_forward_mask() {
         let xs = Var::from_tensor(&(random((4, 100, 100), 7).abs().unwrap() + 1.0).unwrap()).unwrap();
         let dropped = seeded_dropout(&xs, 0.25, 11).unwrap();
         let values: Vec<f32> = dropped.flatten_all().unwrap().to_vec1().unwrap();
-        let kept = values.iter().filter(|v| **v != 0.0).count() as f64 / values.len() as f64;
-        assert!((kept - 0.75).abs() < 0.01, "kept fraction {kept}");
+        let kept_fraction = values.iter().filter(|v| **v != 0.0).count() as f64 / values.len() as f64;
+        assert!((kept_fraction - 0.75).abs() < 0.01, "kept fraction {kept_fraction}");
 
         let grads = dropped.sum_all().unwrap().backward().unwrap();
         let grad: Vec<f32> = grads.get(&xs).unwrap().flatten_all().unwrap().to_vec1().unwrap();
